@@ -1,0 +1,26 @@
+"""dc-plugins: dataset condensation as Avalanche replay memory and NNI NAS proxies.
+
+The engine: ``load_dataset`` -> ``condense`` (DC, DSA, DM or a coreset baseline) ->
+``SyntheticSet`` -> ``evaluate_set``. The Avalanche side (``CondensedReplayPlugin``) is imported
+lazily so that the engine does not pay for importing Avalanche.
+"""
+
+__version__ = "0.1.0"
+
+from .augment import DCAugment, DSAugment, DSAParams
+from .condense import condense, make_condenser
+from .config import EvalConfig, MatchingConfig, RunConfig, SelectionConfig
+from .coreset import CoresetSelector
+from .data import ClassIndex, DatasetNotFoundError, ImageDataset, load_dataset
+from .evaluation import EvalResult, evaluate_set
+from .matching import DistributionMatcher, GradientMatcher, NonFiniteLossError
+from .models import ConvNet, ConvNetSpec, make_convnet
+from .synthetic import CorruptSetError, SyntheticSet
+
+__all__ = [
+    "__version__", "DCAugment", "DSAugment", "DSAParams", "condense", "make_condenser", "EvalConfig",
+    "MatchingConfig", "RunConfig", "SelectionConfig", "CoresetSelector", "ClassIndex",
+    "DatasetNotFoundError", "ImageDataset", "load_dataset", "EvalResult", "evaluate_set",
+    "DistributionMatcher", "GradientMatcher", "NonFiniteLossError", "ConvNet", "ConvNetSpec",
+    "make_convnet", "CorruptSetError", "SyntheticSet",
+]

@@ -1,0 +1,187 @@
+"""Differentiable Siamese Augmentation (DSA) and the DC paper's evaluation augmentation.
+
+DSA draws one transformation family per call and its parameters from an explicit
+``torch.Generator``; the parameters are an object (:class:`DSAParams`) that can be applied to
+several batches. Siamese use = draw once, apply to the real and to the synthetic batch, so both
+see the same transformation and gradients flow through it to the synthetic images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DSA_FAMILIES", "DSAParams", "DSAugment", "DCAugment"]
+
+DSA_FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
+
+
+@dataclass
+class DSAParams:
+    """One drawn transformation: a family and its per-sample parameters (batch of 1 if shared)."""
+
+    family: str
+    values: dict[str, torch.Tensor]
+
+    def to(self, device: torch.device) -> "DSAParams":
+        return DSAParams(self.family, {k: v.to(device) for k, v in self.values.items()})
+
+
+class DSAugment:
+    """The six DSA families with the paper's parameters.
+
+    Args:
+        strategy: families joined by ``_`` (default ``color_crop_cutout_flip_scale_rotate``).
+        flip: whether ``flip`` may be drawn (no flip for digits, where it changes the class).
+    """
+
+    scale = 1.2          # scale factors U[1/1.2, 1.2]
+    rotate_degrees = 15  # rotation U[-15, 15] degrees
+    crop_ratio = 0.125   # translation up to 1/8 of the side, zero padding
+    cutout_ratio = 0.5   # cutout square of half the side
+    brightness = 1.0
+    saturation = 2.0
+    contrast = 0.5
+
+    def __init__(self, strategy: str = "color_crop_cutout_flip_scale_rotate", *, flip: bool = True):
+        families = [f for f in strategy.split("_") if f]
+        unknown = [f for f in families if f not in DSA_FAMILIES]
+        if unknown or not families:
+            raise ValueError(f"unknown DSA families {unknown or strategy!r}; allowed: {', '.join(DSA_FAMILIES)}")
+        if not flip:
+            families = [f for f in families if f != "flip"]
+        self.families = tuple(families)
+
+    def __repr__(self) -> str:
+        return f"DSAugment({'_'.join(self.families)!r})"
+
+    # -- drawing parameters -------------------------------------------------------------------
+    def sample(self, batch: int, generator: torch.Generator, *, family: str | None = None) -> DSAParams:
+        """Draw a family (unless given) and ``batch`` parameter sets for it (1 = Siamese/shared)."""
+        if family is None:
+            family = self.families[int(torch.randint(len(self.families), (1,), generator=generator))]
+        u = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+        if family == "scale":
+            s = self.scale
+            values = {"sx": u(batch) * (s - 1 / s) + 1 / s, "sy": u(batch) * (s - 1 / s) + 1 / s}
+        elif family == "rotate":
+            values = {"theta": (u(batch) - 0.5) * 2 * math.radians(self.rotate_degrees)}
+        elif family == "flip":
+            values = {"flip": u(batch) < 0.5}
+        elif family == "color":
+            values = {"brightness": u(batch) - 0.5, "saturation": u(batch) * self.saturation,
+                      "contrast": u(batch) + self.contrast}
+        elif family in ("crop", "cutout"):
+            values = {"x": u(batch), "y": u(batch)}
+        else:
+            raise ValueError(f"unknown DSA family {family!r}")
+        return DSAParams(family, values)
+
+    # -- applying them ------------------------------------------------------------------------
+    def apply(self, x: torch.Tensor, params: DSAParams) -> torch.Tensor:
+        p = params.to(x.device)
+        v = {k: t.to(x.dtype) if t.is_floating_point() else t for k, t in p.values.items()}
+        n = x.shape[0]
+        expand = lambda t: t.expand(n) if t.shape[0] == 1 else t  # noqa: E731
+        if p.family == "scale":
+            zero = torch.zeros(n, device=x.device, dtype=x.dtype)
+            theta = torch.stack([torch.stack([expand(v["sx"]), zero, zero], 1),
+                                 torch.stack([zero, expand(v["sy"]), zero], 1)], 1)
+            return _warp(x, theta)
+        if p.family == "rotate":
+            t = expand(v["theta"])
+            zero = torch.zeros_like(t)
+            theta = torch.stack([torch.stack([t.cos(), t.sin(), zero], 1),
+                                 torch.stack([-t.sin(), t.cos(), zero], 1)], 1)
+            return _warp(x, theta)
+        if p.family == "flip":
+            mask = expand(v["flip"]).view(-1, 1, 1, 1)
+            return torch.where(mask, x.flip(3), x)
+        if p.family == "color":
+            x = x + expand(v["brightness"]).view(-1, 1, 1, 1)
+            mean = x.mean(dim=1, keepdim=True)
+            x = (x - mean) * expand(v["saturation"]).view(-1, 1, 1, 1) + mean
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            return (x - mean) * expand(v["contrast"]).view(-1, 1, 1, 1) + mean
+        if p.family == "crop":
+            return _translate(x, expand(v["x"]), expand(v["y"]), self.crop_ratio)
+        if p.family == "cutout":
+            return _cutout(x, expand(v["x"]), expand(v["y"]), self.cutout_ratio)
+        raise ValueError(f"unknown DSA family {p.family!r}")
+
+    def siamese(self, generator: torch.Generator) -> DSAParams:
+        """One parameter set shared by every image of every batch it is applied to."""
+        return self.sample(1, generator)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Non-Siamese use (evaluation): one family, per-image parameters."""
+        return self.apply(x, self.sample(x.shape[0], generator))
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
+    return F.grid_sample(x, grid, align_corners=True)
+
+
+def _translate(x: torch.Tensor, ux: torch.Tensor, uy: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Shift by whole pixels in [-ratio*side, ratio*side], zero-filled (differentiable in x)."""
+    n, _, h, w = x.shape
+    max_x, max_y = int(w * ratio + 0.5), int(h * ratio + 0.5)
+    sx = (ux * (2 * max_x + 1)).floor().long().clamp(max=2 * max_x) - max_x
+    sy = (uy * (2 * max_y + 1)).floor().long().clamp(max=2 * max_y) - max_y
+    padded = F.pad(x, (max_x, max_x, max_y, max_y))
+    rows = torch.arange(h, device=x.device).view(1, h, 1) + max_y - sy.view(n, 1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w) + max_x - sx.view(n, 1, 1)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    # padded[b, :, rows, cols] for every b -> (n, h, w, c)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def _cutout(x: torch.Tensor, ux: torch.Tensor, uy: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Zero a ``ratio`` x side square centred at a uniformly drawn pixel (clipped at the border)."""
+    n, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    top = (uy * h).floor().long().clamp(max=h - 1).view(n, 1, 1) - ch // 2
+    left = (ux * w).floor().long().clamp(max=w - 1).view(n, 1, 1) - cw // 2
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = (rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)
+    return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+class DCAugment:
+    """The DC paper's evaluation augmentation: per image one of crop (shift up to 4 px),
+    scale (+-20 %), rotate (+-45 degrees) or Gaussian noise (std 0.001). Not differentiable by
+    design (it only augments training batches of the evaluated networks)."""
+
+    shift = 4
+    scale = 0.2
+    rotate_degrees = 45
+    noise_std = 0.001
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        choice = torch.randint(4, (n,), generator=generator)
+        u = torch.rand(n, 3, generator=generator)
+        # Build one affine matrix per image: identity for the noise choice.
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+        crop = choice == 0
+        theta[crop, 0, 2] = ((u[crop, 0] * 2 - 1) * self.shift).round() * 2 / (w - 1)
+        theta[crop, 1, 2] = ((u[crop, 1] * 2 - 1) * self.shift).round() * 2 / (h - 1)
+        sc = choice == 1
+        theta[sc, 0, 0] = 1 + (u[sc, 0] * 2 - 1) * self.scale
+        theta[sc, 1, 1] = 1 + (u[sc, 1] * 2 - 1) * self.scale
+        rot = choice == 2
+        ang = (u[rot, 2] * 2 - 1) * math.radians(self.rotate_degrees)
+        theta[rot, 0, 0], theta[rot, 0, 1] = ang.cos(), ang.sin()
+        theta[rot, 1, 0], theta[rot, 1, 1] = -ang.sin(), ang.cos()
+        # Fill what moves in with the image's background (its minimum), as a real shift would.
+        background = x.amin(dim=(1, 2, 3), keepdim=True)
+        out = _warp(x - background, theta.to(x.device, x.dtype)) + background
+        noise = (choice == 3).to(x.device).view(-1, 1, 1, 1)
+        eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype) * self.noise_std
+        return torch.where(noise, x + eps, out)

@@ -1,0 +1,152 @@
+"""``dc-condense``: condense a dataset, save the set and its image grid, evaluate it.
+
+Configuration comes from, in increasing priority: the defaults of :class:`RunConfig`, the preset
+(for fields left unset), a YAML file (``--config``), the flags, and ``--set key=value`` for any
+nested field (``--set matching.lr_img=0.05``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .config import METHODS, PRESETS, RunConfig, apply_overrides, load_yaml, resolve
+from .data import DATASETS, load_dataset
+from .io import write_json
+
+__all__ = ["main", "build_parser", "config_from_args", "run"]
+
+# flag -> config field (dotted); every flag defaults to None = "not given"
+_FLAGS = {
+    "method": ("method", str, f"one of {', '.join(METHODS)}"),
+    "dataset": ("dataset", str, f"one of {', '.join(DATASETS)}"),
+    "root": ("root", str, "torchvision-style data folder"),
+    "ipc": ("ipc", int, "images per class"),
+    "iterations": ("iterations", int, "outer iterations (matchers); preset decides if unset"),
+    "batch-real": ("matching.batch_real", int, "real images per class per matching step"),
+    "eval-networks": ("eval.networks", int, "networks trained to evaluate the set (0 = skip)"),
+    "eval-epochs": ("eval.epochs", int, "epochs per evaluation network"),
+    "preset": ("preset", str, f"one of {', '.join(PRESETS)} (default paper)"),
+    "seed": ("seed", int, "seed of every random draw"),
+    "device": ("device", str, "cpu, cuda, cuda:1 or auto"),
+    "out": ("out", str, "output folder (set.pt, grid.png, result.json, checkpoint.pt)"),
+    "net": ("net", str, "network spec, e.g. convnet-w128-d3-instance-relu-avg"),
+    "image-size": ("image_size", int, "resize images to this size (28-px digits are padded to 32)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dc-condense", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file with RunConfig fields (nested: matching, selection, eval)")
+    for flag, (_, typ, help_) in _FLAGS.items():
+        p.add_argument(f"--{flag}", type=typ, default=None, help=help_)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set matching.lr_img=0.05 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--download", action="store_true", help="let torchvision download missing data")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return p
+
+
+def _nest(dotted: str, value) -> dict:
+    out: dict = {}
+    node = out
+    *head, last = dotted.split(".")
+    for part in head:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    cfg = load_yaml(args.config) if args.config else RunConfig()
+    for flag, (field, _, _) in _FLAGS.items():
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            apply_overrides(cfg, _nest(field, value))
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        apply_overrides(cfg, _nest(key.strip(), value.strip()))
+    if args.download:
+        cfg.download = True
+    return resolve(cfg)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
+    """Condense, save, evaluate; returns the result dictionary written to ``result.json``."""
+    from .condense import make_condenser
+    from .evaluation import evaluate_set
+
+    device = _device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_dataset(cfg.dataset, cfg.root, True, image_size=cfg.image_size, download=cfg.download, device=device)
+    test = load_dataset(cfg.dataset, cfg.root, False, image_size=cfg.image_size, download=cfg.download, device=device)
+    condenser = make_condenser(train, cfg.method, cfg.ipc, net=cfg.net, matching=cfg.matching,
+                               selection=cfg.selection, preset=cfg.preset, seed=cfg.seed)
+    checkpoint = out / "checkpoint.pt"
+    if resume and checkpoint.exists() and hasattr(condenser, "load_checkpoint"):
+        condenser.load_checkpoint(checkpoint)
+    done_before = getattr(condenser, "iteration", 0)
+    start = time.perf_counter()
+    syn = condenser.run(cfg.iterations, checkpoint=checkpoint, checkpoint_every_s=cfg.checkpoint_minutes * 60,
+                        progress=progress)
+    seconds = time.perf_counter() - start
+    ran = max(getattr(condenser, "iteration", 0) - done_before, 0)
+    syn.save(out / "set.pt")
+    syn.save_grid(out / "grid.png")
+    result = {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
+              "preset": cfg.preset, "seed": cfg.seed, "device": str(device),
+              "condense_seconds": seconds, "seconds_per_iteration": seconds / ran if ran else None,
+              "accuracy_mean": None, "accuracy_std": None, "accuracies": [],
+              "config": cfg.to_dict()}
+    if cfg.eval.networks > 0:
+        ev = evaluate_set(syn, test, config=cfg.eval, seed=cfg.seed, progress=progress)
+        result.update(accuracy_mean=ev.mean, accuracy_std=ev.std, accuracies=ev.accuracies,
+                      eval_epochs=ev.epochs, eval_augment=ev.augment, eval_net=ev.net,
+                      eval_seconds=ev.seconds)
+    write_json(out / "result.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        if args.print_config:
+            print(json.dumps(cfg.to_dict(), indent=2))
+            return 0
+        result = run(cfg, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as err:
+        print(f"dc-condense: error: {err}", file=sys.stderr)
+        return 2
+    acc = ("not evaluated" if result["accuracy_mean"] is None else
+           f"{100 * result['accuracy_mean']:.2f} ± {100 * result['accuracy_std']:.2f} %")
+    spi = result["seconds_per_iteration"]
+    print(f"{result['method']} {result['dataset']} ipc={result['ipc']}: {acc}"
+          + (f", {spi:.2f} s/iteration" if spi else "") + f" -> {cfg.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""One entry point from a dataset to a synthetic set, for every method."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from .config import (MATCHING_METHODS, MatchingConfig, RunConfig, SelectionConfig, check_method,
+                     resolve)
+from .coreset import CoresetSelector
+from .data import ClassIndex, ImageDataset
+from .evaluation import DIGIT_DATASETS
+from .matching import DistributionMatcher, GradientMatcher, Matcher
+from .models import ConvNetSpec
+from .synthetic import SyntheticSet
+
+__all__ = ["make_condenser", "condense"]
+
+
+def make_condenser(train: ImageDataset, method: str, ipc: int, *, net: str | ConvNetSpec = "convnet",
+                   matching: MatchingConfig | None = None, selection: SelectionConfig | None = None,
+                   preset: str = "paper", seed: int = 0) -> Matcher | CoresetSelector:
+    """Build the matcher or selector for ``method`` on ``train`` (already on its device).
+
+    Fields of ``matching``/``selection`` left at ``None`` come from ``preset``.
+    """
+    cfg = resolve(RunConfig(method=method, ipc=ipc, preset=preset, seed=seed,
+                            matching=dataclasses.replace(matching) if matching else MatchingConfig(),
+                            selection=dataclasses.replace(selection) if selection else SelectionConfig()))
+    spec = net if isinstance(net, ConvNetSpec) else ConvNetSpec.parse(net)
+    spec = spec.with_data(train.channels, train.num_classes, train.image_size)
+    index = ClassIndex.from_dataset(train)
+    common = dict(spec=spec, seed=seed, dataset=train.info.name, mean=train.info.mean, std=train.info.std)
+    flip = train.info.name not in DIGIT_DATASETS
+    if cfg.method == "dc":
+        return GradientMatcher(index, ipc, config=cfg.matching, dsa=False, **common)
+    if cfg.method == "dsa":
+        return GradientMatcher(index, ipc, config=cfg.matching, dsa=True, flip=flip, **common)
+    if cfg.method == "dm":
+        return DistributionMatcher(index, ipc, config=cfg.matching, dsa=True, flip=flip, **common)
+    return CoresetSelector(cfg.method, index, ipc, config=cfg.selection, **common)
+
+
+def condense(train: ImageDataset, method: str, ipc: int, *, iterations: int | None = None,
+             preset: str = "paper", seed: int = 0, net: str | ConvNetSpec = "convnet",
+             matching: MatchingConfig | None = None, selection: SelectionConfig | None = None,
+             checkpoint: str | os.PathLike | None = None, resume: bool = False,
+             progress: bool = True) -> SyntheticSet:
+    """Condense (or select from) ``train`` into ``ipc`` images per class.
+
+    >>> train = load_dataset("digits")
+    >>> syn = condense(train, "dm", ipc=10, iterations=200)
+    """
+    method = check_method(method)
+    condenser = make_condenser(train, method, ipc, net=net, matching=matching, selection=selection,
+                               preset=preset, seed=seed)
+    if iterations is None and method in MATCHING_METHODS:
+        iterations = resolve(RunConfig(method=method, ipc=ipc, preset=preset)).iterations
+    return condenser.run(iterations or 0, checkpoint=checkpoint, resume=resume, progress=progress)
