@@ -1,0 +1,281 @@
+"""Typed configuration of a NAS-proxy run: dataclasses that a YAML file and CLI flags fill.
+
+Every key of the YAML file is a field below (nested sections are nested dataclasses); an unknown
+key, a value of the wrong type or an unknown choice is an error that names the key and what is
+allowed. ``--set section.key=value`` on the command line overrides any field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dc_plugins.models import ACTIVATIONS, NORMS, POOLINGS
+
+__all__ = [
+    "DataConfig",
+    "SpaceConfig",
+    "ProxyConfig",
+    "TrainConfig",
+    "ExperimentConfig",
+    "ScoreConfig",
+    "NasConfig",
+    "ENGINES",
+    "load_config",
+    "apply_values",
+    "parse_assignment",
+]
+
+ENGINES = ("sequential", "ts")
+
+
+@dataclass
+class DataConfig:
+    """The real dataset: proxies are built from its training part, every trial validates on
+    held-out real images (``validation: split`` = a stratified ``val_fraction`` of the training
+    split, drawn with ``split_seed``; ``validation: test`` = the dataset's test split)."""
+
+    dataset: str = "cifar10"
+    root: str = "data"
+    image_size: int | None = None
+    channels: int | None = None
+    download: bool = False
+    validation: str = "split"
+    val_fraction: float = 0.1
+    split_seed: int = 0
+
+
+@dataclass
+class SpaceConfig:
+    """The architectures: the product of the value lists (720 with the defaults), or an explicit
+    ``archs`` list; ``max_archs`` keeps a seeded random subset of them."""
+
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    norms: list[str] = field(default_factory=lambda: list(NORMS))
+    activations: list[str] = field(default_factory=lambda: list(ACTIVATIONS))
+    poolings: list[str] = field(default_factory=lambda: list(POOLINGS))
+    archs: list[str] | None = None
+    max_archs: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class ProxyConfig:
+    """How condensed / selected proxies are made (the engine's ``condense``). ``matching`` and
+    ``selection`` override fields of the engine's MatchingConfig / SelectionConfig; fields left
+    unset come from ``preset`` (``paper`` or ``cpu-quick``)."""
+
+    ipc: int = 10
+    preset: str = "paper"
+    iterations: int | None = None
+    seed: int = 0
+    net: str = "convnet"
+    cache_dir: str | None = None
+    matching: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """How each trial trains: ``epochs`` on a proxy set, ``whole_epochs`` on the whole training
+    part (the reference ranking); early stopping gets the compute of ``epochs`` on an
+    ``ipc``-per-class proxy. SGD as the evaluation protocol (lr x0.1 at half the budget)."""
+
+    epochs: int = 100
+    whole_epochs: int = 100
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch: int = 256
+    augment: str = "none"
+    report_every: int = 10
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    """NNI side. ``engine: sequential`` runs trials in-process (no server); ``engine: ts`` uses
+    NNI's training-service engine (NNI manager + web UI on ``port``) with ``training_service``
+    as in NNI's own config, e.g. ``{platform: local}`` or ``{platform: remote, machineList: [...]}``."""
+
+    engine: str = "sequential"
+    training_service: dict = field(default_factory=lambda: {"platform": "local"})
+    port: int = 8080
+    trial_concurrency: int = 1
+    trial_gpu_number: int = 0
+    working_directory: str | None = None
+    max_trial_duration: str | None = None
+
+
+@dataclass
+class ScoreConfig:
+    """Spearman over all architectures and over the top-k by reference accuracy; a ``k`` ending
+    in ``%`` is a fraction of the architectures (rounded up)."""
+
+    reference: str = "whole"
+    top_k: list[str] = field(default_factory=lambda: ["10", "30", "5%"])
+    plot: bool = True
+
+
+@dataclass
+class NasConfig:
+    out: str = "runs/nas"
+    device: str = "auto"
+    proxies: list[str] = field(default_factory=lambda: ["whole", "random", "herding", "dc", "early-stopping"])
+    progress: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "NasConfig":
+        """Check choices and ranges; raises ``ValueError`` naming the key and what is allowed."""
+        d, t, e = self.data, self.train, self.experiment
+        if d.validation not in ("split", "test"):
+            raise ValueError(f"data.validation must be 'split' or 'test', got {d.validation!r}")
+        if not 0 < d.val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+        for key in ("epochs", "whole_epochs", "batch", "report_every"):
+            if getattr(t, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
+        if t.augment not in ("none", "dc", "dsa"):
+            raise ValueError(f"train.augment must be none, dc or dsa, got {t.augment!r}")
+        if self.proxy.ipc < 1:
+            raise ValueError(f"proxy.ipc must be >= 1, got {self.proxy.ipc}")
+        if e.engine not in ENGINES:
+            raise ValueError(f"experiment.engine must be one of {', '.join(ENGINES)}, got {e.engine!r}")
+        if e.engine == "sequential" and e.trial_concurrency != 1:
+            raise ValueError("experiment.trial_concurrency must be 1 with the sequential engine; "
+                             "use engine: ts for parallel trials")
+        if not isinstance(e.training_service, dict) or "platform" not in e.training_service:
+            raise ValueError("experiment.training_service must be a mapping with a 'platform' key, "
+                             f"e.g. {{platform: local}}; got {e.training_service!r}")
+        if not self.proxies:
+            raise ValueError("proxies must list at least one proxy kind")
+        if self.space.max_archs is not None and self.space.max_archs < 1:
+            raise ValueError(f"space.max_archs must be >= 1, got {self.space.max_archs}")
+        return self
+
+
+# -- YAML and overrides --------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Convert a YAML / CLI value to the declared type (``int | None``, ``list[int]``, ``dict``)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(errors[0] if errors else f"{key}: cannot use {value!r}")
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        (item,) = args or (Any,)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if tp is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}: cannot use {value!r} (expected {_type_name(tp)})") from None
+    return value
+
+
+def apply_values(cfg: Any, values: dict, prefix: str = "") -> Any:
+    """Set (nested) fields of a config dataclass from a mapping; unknown keys are an error."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in fields(cfg)}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            raise KeyError(f"unknown config key {prefix + str(key)!r}; allowed: {', '.join(sorted(names))}")
+        current = getattr(cfg, name)
+        if dataclasses.is_dataclass(current):
+            apply_values(current, value if value is not None else {}, prefix + name + ".")
+        else:
+            setattr(cfg, name, _coerce(hints[name], value, prefix + name))
+    return cfg
+
+
+def parse_assignment(item: str) -> dict:
+    """``"train.epochs=5"`` -> ``{"train": {"epochs": 5}}`` (the value is read as YAML)."""
+    if "=" not in item:
+        raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+    key, text = item.split("=", 1)
+    value = yaml.safe_load(text.strip()) if text.strip() else ""
+    out: dict = {}
+    node = out
+    *head, last = key.strip().split(".")
+    for part in head:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[dict] | None = None) -> NasConfig:
+    """Defaults, then the YAML file, then each override mapping; validated."""
+    cfg = NasConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{str(path)!r} must hold a mapping of config keys, got {type(data).__name__}")
+        apply_values(cfg, data)
+    for values in overrides or []:
+        apply_values(cfg, values)
+    return cfg.validate()

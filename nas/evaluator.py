@@ -1,0 +1,197 @@
+"""The trial: train the sampled architecture on a proxy, validate on held-out real images.
+
+:func:`evaluate_architecture` is the function of an NNI ``FunctionalEvaluator``
+(:func:`make_evaluator`). Its arguments are small (the proxy descriptor's path and plain
+dicts), as NNI pickles them for every trial. It reports the validation accuracy every
+``report_every`` epochs (``nni.report_intermediate_result``) and at the end
+(``nni.report_final_result``), and writes a trial record (JSON, atomic) so that an interrupted
+run can skip finished architectures. A failing trial writes a ``failed`` record and re-raises,
+so that NNI marks it failed; the experiment goes on with the next architecture.
+
+Training is the evaluation protocol's SGD (momentum, weight decay, lr x0.1 at half the budget)
+with the engine's ``train_epoch``; the network is re-initialised from ``train.seed`` so that an
+architecture starts from the same weights on every proxy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from dc_plugins.data import make_generator
+from dc_plugins.evaluation import evaluation_augment
+from dc_plugins.io import write_json
+from dc_plugins.models import ConvNet, reset_parameters
+from dc_plugins.training import accuracy, train_epoch
+
+from .config import TrainConfig
+from .data import load_split, resolve_device
+from .proxy import Proxy, early_stopping_steps
+
+__all__ = ["evaluate_architecture", "make_evaluator", "train_architecture", "TrialRecord", "read_record",
+           "record_path"]
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """One architecture trained on one proxy."""
+
+    arch: str
+    proxy: str
+    proxy_key: str
+    status: str                      # finished | failed
+    accuracy: float | None = None    # final validation accuracy in [0, 1]
+    intermediate: list = dataclasses.field(default_factory=list)  # [[epoch, accuracy], ...]
+    seconds: float = 0.0             # training + validation time of this trial
+    steps: int = 0                   # SGD steps taken
+    images_seen: int = 0             # images forwarded and backpropagated (compute)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def record_path(records: str | Path, arch: str) -> Path:
+    return Path(records) / f"{arch}.json"
+
+
+def read_record(path: str | Path) -> TrialRecord | None:
+    import json
+
+    try:
+        return TrialRecord(**json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _budget(proxy: Proxy, cfg: TrainConfig, n_images: int, num_classes: int) -> tuple[int, int]:
+    """(steps, steps per epoch) of this trial."""
+    per_epoch = max(1, math.ceil(n_images / cfg.batch))
+    if proxy.kind == "early-stopping":
+        return early_stopping_steps(cfg.epochs, proxy.ipc, num_classes, cfg.batch), per_epoch
+    epochs = cfg.whole_epochs if proxy.kind == "whole" else cfg.epochs
+    return epochs * per_epoch, per_epoch
+
+
+def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch.device | str = "cpu",
+                       report=None, progress: bool = False) -> TrialRecord:
+    """Train ``net`` on ``proxy`` and return its record; ``report(epoch, accuracy)`` is called
+    every ``train.report_every`` epochs (and at the end). Works without NNI."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    split = load_split(proxy.data_config, device)
+    spec = net.spec
+    if (spec.channels, spec.image_size, spec.num_classes) != (split.channels, split.image_size, split.num_classes):
+        raise ValueError(f"network {spec} expects {spec.channels}x{spec.image_size}x{spec.image_size} images and "
+                         f"{spec.num_classes} classes; the data has {split.channels}x{split.image_size}x"
+                         f"{split.image_size} and {split.num_classes}")
+    if proxy.set_path is None:
+        images, labels = split.train.images, split.train.labels
+    else:
+        syn = proxy.load_set()
+        syn.check_compatible(split.channels, split.image_size, split.num_classes)
+        images, labels = syn.images.to(device), syn.labels.to(device)
+    method = proxy.kind if proxy.set_path is not None else "real"
+    _, augment = evaluation_augment(train.augment, method, split.train.info.name, spec)
+
+    generator = make_generator(train.seed)
+    reset_parameters(net, generator)
+    net.to(device)
+    total, per_epoch = _budget(proxy, train, images.shape[0], split.num_classes)
+    opt = torch.optim.SGD(net.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    decay_at = total // 2
+    record = TrialRecord(arch=spec.arch, proxy=proxy.label, proxy_key=proxy.key, status="running")
+    start = time.perf_counter()
+    steps, epoch = 0, 0
+    bar = tqdm(total=total, desc=f"{proxy.label} {spec.arch}", unit="step", disable=not progress, leave=False)
+    try:
+        while steps < total:
+            # Whole epochs, except the last one of early stopping, which is cut to the step budget.
+            n = min(per_epoch, total - steps)
+            if steps < decay_at <= steps + n and decay_at > 0:
+                n_before = decay_at - steps
+                _train_steps(net, images, labels, opt, train, generator, augment, n_before, record)
+                for group in opt.param_groups:
+                    group["lr"] = train.lr * 0.1
+                _train_steps(net, images, labels, opt, train, generator, augment, n - n_before, record)
+            else:
+                _train_steps(net, images, labels, opt, train, generator, augment, n, record)
+            steps += n
+            epoch += 1
+            bar.update(n)
+            if epoch % train.report_every == 0 and steps < total:
+                acc = accuracy(net, split.val.images, split.val.labels)
+                record.intermediate.append([epoch, acc])
+                if report is not None:
+                    report(epoch, acc)
+    finally:
+        bar.close()
+    record.accuracy = accuracy(net, split.val.images, split.val.labels)
+    record.steps = steps
+    record.seconds = time.perf_counter() - start
+    record.status = "finished"
+    return record
+
+
+def _train_steps(net, images, labels, opt, cfg: TrainConfig, generator, augment, n: int, record: TrialRecord) -> None:
+    """``n`` SGD steps: a full shuffled epoch through ``train_epoch`` when ``n`` covers it, else
+    the first ``n`` batches of one."""
+    if n <= 0:
+        return
+    per_epoch = max(1, math.ceil(images.shape[0] / cfg.batch))
+    if n >= per_epoch:
+        train_epoch(net, images, labels, opt, batch=cfg.batch, generator=generator, augment=augment)
+        record.images_seen += images.shape[0]
+        return
+    order = torch.randperm(images.shape[0], generator=generator)[:n * cfg.batch].to(images.device)
+    train_epoch(net, images[order], labels[order], opt, batch=cfg.batch, generator=generator, augment=augment)
+    record.images_seen += order.numel()
+
+
+def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: str | None = None,
+                          device: str = "auto", progress: bool = False) -> float:
+    """NNI trial function: ``model`` is the frozen ConvNet NNI instantiated from the space.
+
+    Args:
+        proxy: path of the proxy descriptor (``proxy.json``) written by the provider.
+        train: :class:`~nas.config.TrainConfig` fields as a dict.
+        records: folder for this proxy's trial records (``<arch>.json``); None = no record.
+        device: ``auto``, ``cpu``, ``cuda``...
+    """
+    import nni
+
+    cfg = TrainConfig(**train)
+    handle = Proxy.load(proxy)
+    arch = getattr(getattr(model, "spec", None), "arch", type(model).__name__)
+    try:
+        record = train_architecture(model, handle, cfg, device=resolve_device(device),
+                                    report=lambda epoch, acc: nni.report_intermediate_result(acc),
+                                    progress=progress)
+    except Exception as err:
+        if records is not None:
+            failed = TrialRecord(arch=arch, proxy=handle.label, proxy_key=handle.key, status="failed",
+                                 error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}")
+            write_json(record_path(records, arch), failed.to_dict())
+        raise
+    if records is not None:
+        write_json(record_path(records, arch), record.to_dict())
+    nni.report_final_result(record.accuracy)
+    return record.accuracy
+
+
+def make_evaluator(proxy: Proxy | str, train: TrainConfig, *, records: str | Path | None = None,
+                   device: str = "auto", function=evaluate_architecture):
+    """The NNI ``FunctionalEvaluator`` for one proxy (arguments: the descriptor path and plain dicts)."""
+    from nni.nas.evaluator import FunctionalEvaluator
+
+    path = proxy.path if isinstance(proxy, Proxy) else str(proxy)
+    if not path:
+        raise ValueError("the proxy has not been saved; pass a Proxy from ProxyProvider.get or a descriptor path")
+    return FunctionalEvaluator(function, proxy=str(path), train=dataclasses.asdict(train),
+                               records=str(records) if records is not None else None, device=device)

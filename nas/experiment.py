@@ -1,0 +1,293 @@
+"""Running the search: one NNI ``NasExperiment`` with ``GridSearch`` per proxy, then scoring.
+
+:func:`run_nas` is what ``dc-nas`` runs: load the data split, pick the architectures, build (or
+reuse) each proxy, run a grid experiment over the architectures that have no finished record
+yet, collect every trial (finished or failed) and score the proxies against the reference.
+
+Engines: ``sequential`` (default) runs trials in this process with NNI's
+``SequentialEngineConfig`` (no server; failures are reported and skipped); ``ts`` uses NNI's
+training-service engine, i.e. NNI manager, web UI and the ``local`` / ``remote`` / ... training
+service given in the config. Resume: trial records (``trials/<proxy>/<arch>.json``) are
+written by the trials themselves, so a rerun with the same config skips every architecture that
+finished before, whatever stopped the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dc_plugins.io import atomic_path, write_json
+
+from .config import NasConfig
+from .data import DataSplit, load_split, resolve_device
+from .evaluator import TrialRecord, evaluate_architecture, make_evaluator, read_record, record_path
+from .proxy import Proxy, ProxyProvider, parse_proxy_entry
+from .space import arch_from_sample, check_space, grid_archs, make_space, sample_archs
+
+__all__ = ["ProxyRun", "NasResults", "select_archs", "run_proxy_experiment", "run_nas", "write_results",
+           "load_results"]
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ProxyRun:
+    """Every architecture's record on one proxy."""
+
+    proxy: Proxy
+    records: dict[str, TrialRecord]
+    skipped: list[str] = field(default_factory=list)   # finished in an earlier run, not retrained
+    experiment_id: str | None = None
+    wall_seconds: float = 0.0
+
+    @property
+    def finished(self) -> dict[str, float]:
+        return {a: r.accuracy for a, r in self.records.items() if r.status == "finished" and r.accuracy is not None}
+
+    @property
+    def failed(self) -> list[str]:
+        return [a for a, r in self.records.items() if r.status != "finished"]
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(r.seconds for r in self.records.values())
+
+    def summary(self) -> dict:
+        p = self.proxy
+        return {"label": p.label, "kind": p.kind, "key": p.key, "set_path": p.set_path, "num_images": p.num_images,
+                "storage_bytes": p.storage_bytes, "build_seconds": p.build_seconds, "cached": p.cached,
+                "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds,
+                "finished": len(self.finished), "failed": len(self.failed), "skipped": len(self.skipped),
+                "experiment_id": self.experiment_id}
+
+
+@dataclass
+class NasResults:
+    config: dict
+    data: dict
+    archs: list[str]
+    runs: dict[str, ProxyRun]
+    scores: list[dict] = field(default_factory=list)
+    out: str = ""
+
+
+def select_archs(config: NasConfig) -> list[str]:
+    """The architectures of the run: the explicit list or the product grid, then the seeded subset."""
+    s = config.space
+    archs = list(s.archs) if s.archs is not None else grid_archs(s.widths, s.depths, s.norms, s.activations, s.poolings)
+    return sample_archs(archs, s.max_archs, s.seed)
+
+
+def _records_dir(out: Path, proxy: Proxy, config: NasConfig) -> Path:
+    train_key = hashlib.sha256(json.dumps(dataclasses.asdict(config.train), sort_keys=True).encode()).hexdigest()
+    return out / "trials" / f"{proxy.label.replace(':', '-')}-{proxy.key[:12]}-{train_key[:8]}"
+
+
+def _finished_records(records_dir: Path, archs: list[str], proxy: Proxy) -> dict[str, TrialRecord]:
+    done = {}
+    for arch in archs:
+        rec = read_record(record_path(records_dir, arch))
+        if rec is not None and rec.status == "finished" and rec.proxy_key == proxy.key and rec.arch == arch:
+            done[arch] = rec
+    return done
+
+
+def _experiment_config(config: NasConfig, n_trials: int, label: str):
+    from nni.nas.experiment.config import NasExperimentConfig, SequentialEngineConfig
+
+    e = config.experiment
+    workdir = Path(e.working_directory or Path(config.out) / "nni").resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if e.engine == "sequential":
+        exp_cfg = NasExperimentConfig(SequentialEngineConfig(continue_on_failure=True), "simplified")
+    else:
+        ts = dict(e.training_service)
+        platform = ts.pop("platform")
+        exp_cfg = NasExperimentConfig("ts", "simplified", platform)
+        for key, value in ts.items():
+            attr = _snake(key)
+            if not hasattr(exp_cfg.training_service, attr):
+                raise ValueError(f"experiment.training_service: {platform!r} has no option {key!r}")
+            if attr == "machine_list":
+                from nni.experiment.config.training_services import RemoteMachineConfig
+                value = [RemoteMachineConfig(**{_snake(k): v for k, v in m.items()}) for m in value]
+            setattr(exp_cfg.training_service, attr, value)
+        exp_cfg.trial_concurrency = e.trial_concurrency
+        exp_cfg.trial_gpu_number = e.trial_gpu_number
+    exp_cfg.experiment_name = f"dc-nas {label}"
+    exp_cfg.experiment_working_directory = str(workdir)
+    exp_cfg.max_trial_number = n_trials  # the grid size exactly (NNI can wait forever past it)
+    if e.max_trial_duration:
+        exp_cfg.max_trial_duration = e.max_trial_duration
+    return exp_cfg
+
+
+def _snake(key: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in key)
+
+
+def _stop(exp) -> None:
+    try:
+        exp.stop()
+    except Exception:  # stopping must never hide the original error
+        _logger.exception("stopping the NNI experiment failed")
+
+
+def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, config: NasConfig, *,
+                         out: Path, function=evaluate_architecture) -> ProxyRun:
+    """Train every architecture of ``archs`` on ``proxy`` in an NNI grid experiment.
+
+    Architectures with a finished record for this proxy and training config are skipped. A
+    failing trial gets a ``failed`` record; the experiment goes on.
+    """
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.strategy import GridSearch
+
+    records_dir = _records_dir(out, proxy, config)
+    records_dir.mkdir(parents=True, exist_ok=True)
+    done = _finished_records(records_dir, archs, proxy)
+    remaining = [a for a in archs if a not in done]
+    run = ProxyRun(proxy, dict(done), skipped=sorted(done))
+    start = time.perf_counter()
+    models = []
+    if remaining:
+        # Drop stale records (failed, or from an interrupted trial) of the architectures to run.
+        for arch in remaining:
+            record_path(records_dir, arch).unlink(missing_ok=True)
+        space = make_space(split.channels, split.num_classes, split.image_size, remaining)
+        evaluator = make_evaluator(proxy, config.train, records=records_dir, device=config.device,
+                                   function=function)
+        exp = NasExperiment(space, evaluator, GridSearch(shuffle=False),
+                            _experiment_config(config, len(remaining), proxy.label))
+        try:
+            ok = exp.run(port=config.experiment.port)
+        except BaseException:
+            _stop(exp)
+            raise
+        if ok is None:  # NNI caught a KeyboardInterrupt and stopped the experiment itself
+            raise KeyboardInterrupt(f"NAS experiment for proxy {proxy.label!r} interrupted; rerun to resume")
+        run.experiment_id = exp.id
+        try:
+            models = list(exp.strategy.list_models(sort=False))
+        finally:
+            _stop(exp)
+    run.wall_seconds = time.perf_counter() - start
+    # Collect: the trial's own record first; else what NNI reported (remote machines write their
+    # records on their own disks); else the architecture never ran.
+    from_nni = {}
+    for model in models:
+        try:
+            from_nni[arch_from_sample(model.sample)] = model
+        except (KeyError, TypeError):
+            continue
+    for arch in remaining:
+        rec = read_record(record_path(records_dir, arch))
+        if rec is None or rec.proxy_key != proxy.key:
+            model = from_nni.get(arch)
+            status = getattr(getattr(model, "status", None), "value", None)
+            metric = getattr(model, "metric", None) if model is not None else None
+            if model is not None and status == "trained" and metric is not None:
+                rec = TrialRecord(arch, proxy.label, proxy.key, "finished", accuracy=float(metric),
+                                  intermediate=[[i + 1, float(v)] for i, v in enumerate(model.metrics.intermediates)])
+            else:
+                reason = (f"NNI reports the trial as {status}; see the experiment log under "
+                          f"{config.experiment.working_directory or Path(config.out) / 'nni'}" if model is not None
+                          else "the experiment ended before this architecture ran")
+                rec = TrialRecord(arch, proxy.label, proxy.key, "failed", error=reason)
+            write_json(record_path(records_dir, arch), rec.to_dict())
+        run.records[arch] = rec
+    run.records = {a: run.records[a] for a in archs}
+    return run
+
+
+def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
+    """Run the whole study described by ``config``; writes ``results.json``, ``results.csv``,
+    ``scores.csv``, ``scores.md`` and ``scatter.png`` under ``config.out``."""
+    from .scoring import check_top_k, score_runs
+
+    config.validate()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict())
+    entries = [parse_proxy_entry(p) for p in config.proxies]  # unknown kinds fail before any work
+    device = resolve_device(config.device)
+    split = load_split(config.data, device)
+    archs = select_archs(config)
+    check_space(archs, split.channels, split.num_classes, split.image_size)
+    reference = config.score.reference
+    labels = [k if k != "file" else None for k, _ in entries]
+    if reference in labels:
+        check_top_k(config.score.top_k, len(archs))
+    provider = ProxyProvider(split, config.proxy, config.proxy.cache_dir or out / "proxies",
+                             progress=config.progress)
+    results = NasResults(config.to_dict(), split.describe(), archs, {}, out=str(out))
+    for entry in config.proxies:
+        proxy = provider.get(entry)
+        _logger.info("proxy %s: %d images (%s)", proxy.label, proxy.num_images, "cached" if proxy.cached else "built")
+        results.runs[proxy.label] = run_proxy_experiment(archs, proxy, split, config, out=out, function=function)
+        write_results(results)  # partial results survive an interruption of later proxies
+    if reference in results.runs:
+        results.scores = score_runs(results.runs, reference, config.score.top_k)
+        write_results(results)
+        if config.score.plot:
+            from .scoring import scatter_plot
+            scatter_plot(results.runs, reference, out / "scatter.png")
+    return results
+
+
+# -- results files --------------------------------------------------------------------------------
+
+CSV_FIELDS = ("proxy", "arch", "status", "accuracy", "seconds", "steps", "images_seen", "error")
+
+
+def write_results(results: NasResults) -> None:
+    """``results.json`` (everything), ``results.csv`` (one row per trial) and, once scored,
+    ``scores.csv`` / ``scores.md``; all written atomically."""
+    from .scoring import SCORE_FIELDS, format_table
+
+    out = Path(results.out)
+    payload = {"config": results.config, "data": results.data, "archs": results.archs,
+               "proxies": {label: {**run.summary(), "trials": [r.to_dict() for r in run.records.values()]}
+                           for label, run in results.runs.items()},
+               "scores": results.scores}
+    write_json(out / "results.json", payload)
+    with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for label, run in results.runs.items():
+            for rec in run.records.values():
+                row = {k: getattr(rec, k) for k in CSV_FIELDS if k != "proxy"}
+                row["proxy"] = label
+                row["error"] = (rec.error or "").splitlines()[0] if rec.error else ""
+                w.writerow(row)
+    if results.scores:
+        with atomic_path(out / "scores.csv") as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=SCORE_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for row in results.scores:
+                w.writerow({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in row.items()})
+        with atomic_path(out / "scores.md") as tmp:
+            tmp.write_text(format_table(results.scores) + "\n")
+
+
+def load_results(out: str | Path) -> NasResults:
+    """Read ``results.json`` back (for ``dc-nas score``)."""
+    path = Path(out) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results at {str(path)!r}; run dc-nas first")
+    payload = json.loads(path.read_text())
+    runs = {}
+    for label, d in payload["proxies"].items():
+        proxy = Proxy(label=d["label"], kind=d["kind"], key=d["key"], data=payload["config"]["data"],
+                      set_path=d.get("set_path"), num_images=d["num_images"], storage_bytes=d["storage_bytes"],
+                      ipc=payload["config"]["proxy"]["ipc"], build_seconds=d["build_seconds"], config={})
+        records = {t["arch"]: TrialRecord(**t) for t in d["trials"]}
+        runs[label] = ProxyRun(proxy, records, experiment_id=d.get("experiment_id"), wall_seconds=d["wall_seconds"])
+    return NasResults(payload["config"], payload["data"], payload["archs"], runs, payload.get("scores", []), str(out))

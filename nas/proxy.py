@@ -1,0 +1,252 @@
+"""Proxy training sets for NAS trials, built once and cached on disk under their full config.
+
+A proxy is what each architecture trains on instead of (or as) the whole training set:
+
+- ``whole``: the whole training part (the reference ranking);
+- ``early-stopping``: the whole training part, cut to the compute of training on an
+  ``ipc``-per-class proxy (the trial computes the step budget);
+- ``random``, ``herding``, ``kcenter``, ``forgetting``: real images selected by the engine's
+  coreset baselines; ``dc``, ``dsa``, ``dm`` (and ``mtt`` once the engine has it): condensed by
+  the engine's matchers;
+- a path to a saved :class:`~dc_plugins.synthetic.SyntheticSet` file (``.pt``).
+
+:meth:`ProxyProvider.get` writes ``<cache>/<label>-<key>/proxy.json`` (a :class:`Proxy`
+descriptor) and, for set kinds, ``set.pt``. The key is a SHA-256 of the full configuration
+(kind, data config, a fingerprint of the training tensors, ipc, preset, iterations, seed,
+matching network and overrides, library version), so 720 trials share one condensation, a
+second run with the same config reuses it and any change builds a new one. Trials receive the
+descriptor's *path* only (NNI pickles evaluator arguments, 64 KB limit per object).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dc_plugins import __version__
+from dc_plugins.config import METHODS, MatchingConfig, SelectionConfig
+from dc_plugins.io import write_json
+from dc_plugins.synthetic import CorruptSetError, SyntheticSet
+
+from .config import DataConfig, ProxyConfig
+from .data import DataSplit, data_fingerprint
+
+__all__ = [
+    "WHOLE_KINDS",
+    "SET_KINDS",
+    "PROXY_KINDS",
+    "Proxy",
+    "ProxyProvider",
+    "parse_proxy_entry",
+    "early_stopping_steps",
+]
+
+WHOLE_KINDS = ("whole", "early-stopping")
+# The engine's methods, in its order; "mtt" joins automatically once dc_plugins.config has it.
+SET_KINDS = tuple(m for m in ("random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "mtt")
+                  if m in METHODS)
+PROXY_KINDS = WHOLE_KINDS + SET_KINDS
+_ALIASES = {"earlystopping": "early-stopping", "early_stopping": "early-stopping", "es": "early-stopping",
+            "k-center": "kcenter", "k_center": "kcenter", "full": "whole"}
+
+DESCRIPTOR = "proxy.json"
+
+
+def parse_proxy_entry(entry: str) -> tuple[str, str | None]:
+    """``(kind, file)`` for one entry of the ``proxies`` list: a kind name, or a path to a saved
+    set (``kind == "file"``). Unknown names raise a ``ValueError`` listing what is allowed."""
+    if not isinstance(entry, str) or not entry.strip():
+        raise ValueError(f"a proxy must be a kind name or a set file path, got {entry!r}")
+    text = entry.strip()
+    kind = _ALIASES.get(text.lower(), text.lower())
+    if kind in PROXY_KINDS:
+        return kind, None
+    if text.endswith(".pt") or os.sep in text or Path(text).is_file():
+        if not Path(text).is_file():
+            raise FileNotFoundError(f"proxy set file {text!r} does not exist")
+        return "file", str(Path(text).resolve())
+    extra = " (mtt is not in this version of the engine)" if kind == "mtt" else ""
+    raise ValueError(f"unknown proxy kind {entry!r}{extra}; allowed: {', '.join(PROXY_KINDS)}, "
+                     f"or a path to a saved condensed-set file (.pt)")
+
+
+def early_stopping_steps(epochs: int, ipc: int, num_classes: int, batch: int) -> int:
+    """SGD steps on the whole data with the compute (images forwarded and backpropagated) of
+    ``epochs`` epochs on an ``ipc``-per-class proxy: ``ceil(epochs * ipc * classes / batch)``."""
+    return max(1, -(-epochs * ipc * num_classes // batch))
+
+
+@dataclass
+class Proxy:
+    """The descriptor a trial reads (by path): what to train on and how it was made."""
+
+    label: str
+    kind: str
+    key: str
+    data: dict
+    set_path: str | None
+    num_images: int
+    storage_bytes: int
+    ipc: int
+    build_seconds: float
+    config: dict
+    path: str = ""                                    # where this descriptor lives (not saved)
+    cached: bool = field(default=False, compare=False)  # True when reused from disk (not saved)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("path"), d.pop("cached")
+        return d
+
+    def save(self, path: str | os.PathLike) -> Path:
+        write_json(path, self.to_dict())
+        self.path = str(Path(path).resolve())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Proxy":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no proxy descriptor at {str(path)!r}")
+        try:
+            d = json.loads(path.read_text())
+            proxy = cls(**d)
+        except (ValueError, TypeError) as err:
+            raise CorruptSetError(f"{str(path)!r} is not a proxy descriptor: {err}") from err
+        proxy.path = str(path.resolve())
+        return proxy
+
+    @property
+    def data_config(self) -> DataConfig:
+        return DataConfig(**self.data)
+
+    def load_set(self) -> SyntheticSet:
+        if self.set_path is None:
+            raise ValueError(f"proxy {self.label!r} trains on the whole training part; it has no set file")
+        return SyntheticSet.load(self.set_path)
+
+
+class ProxyProvider:
+    """Builds or reuses proxies for one data split.
+
+    Args:
+        split: the real data (proxies come from ``split.train``).
+        config: ipc, preset, iterations, seed, matching network and overrides.
+        cache_dir: where proxies live; one folder per (label, key).
+        progress: tqdm bars while condensing.
+    """
+
+    def __init__(self, split: DataSplit, config: ProxyConfig, cache_dir: str | os.PathLike, *,
+                 progress: bool = True):
+        self.split, self.config, self.cache_dir, self.progress = split, config, Path(cache_dir), progress
+        self._fingerprint: str | None = None
+        self.built: list[str] = []  # labels built (not reused) by this provider, for reports and tests
+        try:
+            MatchingConfig(**config.matching)
+            SelectionConfig(**config.selection)
+        except TypeError as err:
+            allowed_m = ", ".join(f.name for f in dataclasses.fields(MatchingConfig))
+            allowed_s = ", ".join(f.name for f in dataclasses.fields(SelectionConfig))
+            raise ValueError(f"bad proxy.matching / proxy.selection key ({err}); matching allows: {allowed_m}; "
+                             f"selection allows: {allowed_s}") from None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.split)
+        return self._fingerprint
+
+    def key_config(self, kind: str, file: str | None = None) -> dict:
+        """Everything the proxy's content depends on (its cache key is the hash of this)."""
+        data = dataclasses.asdict(self.split.config)
+        data.pop("root", None)      # where the files are does not change them; the fingerprint does
+        data.pop("download", None)
+        cfg: dict = {"kind": kind, "data": data, "data_sha256": self.fingerprint, "version": __version__}
+        if kind == "early-stopping":
+            cfg["ipc"] = self.config.ipc
+        elif kind == "file":
+            cfg["file_sha256"] = _file_sha256(file)
+        elif kind in SET_KINDS:
+            c = self.config
+            cfg.update(ipc=c.ipc, preset=c.preset, iterations=c.iterations, seed=c.seed, net=c.net,
+                       matching=c.matching, selection=c.selection)
+        return cfg
+
+    def get(self, entry: str) -> Proxy:
+        """The proxy for one ``proxies`` entry, from the cache when its key matches."""
+        kind, file = parse_proxy_entry(entry)
+        label = kind if kind != "file" else f"file:{Path(file).stem}"
+        if kind == "file":
+            self._check_file(file)
+        key_cfg = self.key_config(kind, file)
+        key = hashlib.sha256(json.dumps(key_cfg, sort_keys=True, default=str).encode()).hexdigest()
+        folder = self.cache_dir / f"{label.replace(':', '-')}-{key[:16]}"
+        cached = self._load_cached(folder / DESCRIPTOR, key)
+        if cached is not None:
+            return cached
+        proxy = self._build(kind, label, key, key_cfg, folder, file)
+        proxy.save(folder / DESCRIPTOR)
+        self.built.append(label)
+        return proxy
+
+    # -- internals --------------------------------------------------------------------------------
+    def _load_cached(self, descriptor: Path, key: str) -> Proxy | None:
+        if not descriptor.is_file():
+            return None
+        try:
+            proxy = Proxy.load(descriptor)
+            if proxy.key != key:
+                return None
+            if proxy.set_path is not None:
+                proxy.load_set()  # checksum: a damaged cache entry is rebuilt, not trusted
+        except (CorruptSetError, FileNotFoundError, ValueError):
+            return None
+        proxy.cached = True
+        return proxy
+
+    def _check_file(self, file: str) -> None:
+        syn = SyntheticSet.load(file)
+        want = self.split.train.info.name
+        if syn.dataset and syn.dataset != want:
+            raise ValueError(f"proxy file {file!r} was made from dataset {syn.dataset!r}; this run uses {want!r}")
+        try:
+            syn.check_compatible(self.split.channels, self.split.image_size, self.split.num_classes)
+        except ValueError as err:
+            raise ValueError(f"proxy file {file!r} does not fit this run's data: {err}") from None
+
+    def _build(self, kind: str, label: str, key: str, key_cfg: dict, folder: Path, file: str | None) -> Proxy:
+        train = self.split.train
+        start = time.perf_counter()
+        set_path: str | None = None
+        if kind in WHOLE_KINDS:
+            n, nbytes = len(train), train.images.numel() * train.images.element_size()
+        elif kind == "file":
+            syn = SyntheticSet.load(file)
+            set_path, n, nbytes = file, len(syn), syn.images.numel() * syn.images.element_size()
+        else:
+            from dc_plugins.condense import condense
+
+            c = self.config
+            folder.mkdir(parents=True, exist_ok=True)
+            syn = condense(train, kind, c.ipc, iterations=c.iterations, preset=c.preset, seed=c.seed, net=c.net,
+                           matching=MatchingConfig(**c.matching), selection=SelectionConfig(**c.selection),
+                           checkpoint=folder / "checkpoint.pt", resume=True, progress=self.progress)
+            syn.save(folder / "set.pt")
+            (folder / "checkpoint.pt").unlink(missing_ok=True)
+            set_path, n, nbytes = str((folder / "set.pt").resolve()), len(syn), syn.images.numel() * 4
+        return Proxy(label=label, kind=kind, key=key, data=dataclasses.asdict(self.split.config),
+                     set_path=set_path, num_images=n, storage_bytes=int(nbytes), ipc=self.config.ipc,
+                     build_seconds=time.perf_counter() - start, config=key_cfg)
+
+
+def _file_sha256(path: str | None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

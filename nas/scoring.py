@@ -1,0 +1,162 @@
+"""How well a proxy ranks architectures: the DC paper's NAS table.
+
+For each proxy: Spearman rank correlation (``scipy.stats.spearmanr``) between its validation
+accuracies and the reference's (the whole training set), over all architectures finished under
+both and over the top-k by reference accuracy; the reference accuracy of the architecture the
+proxy ranks first; training time; storage. ``k`` is an integer or a percentage of the
+architectures (``"5%"``, rounded up).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from dc_plugins.io import atomic_path
+
+__all__ = ["spearman", "parse_k", "check_top_k", "top_k", "score_proxy", "score_runs", "format_table",
+           "scatter_plot", "SCORE_FIELDS"]
+
+SCORE_FIELDS = ("proxy", "n", "spearman_all", "spearman_top", "top_k", "best_arch_by_proxy",
+                "best_arch_reference_accuracy", "best_reference_accuracy", "best_arch_proxy_accuracy",
+                "train_minutes", "build_minutes", "storage_images", "storage_bytes", "failed")
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho (ties get average ranks); NaN when either side is constant or n < 2."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"spearman needs equal lengths, got {x.shape[0]} and {y.shape[0]}")
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def parse_k(spec: str | int, n: int) -> int:
+    """``"10"`` -> 10, ``"5%"`` -> ceil(0.05 n); at least 2 and at most ``n``, else ``ValueError``."""
+    text = str(spec).strip()
+    try:
+        if text.endswith("%"):
+            frac = float(text[:-1]) / 100
+            if not 0 < frac <= 1:
+                raise ValueError
+            k = max(2, math.ceil(frac * n - 1e-9))
+        else:
+            k = int(text)
+    except ValueError:
+        raise ValueError(f"top-k must be an integer or a percentage like '5%', got {spec!r}") from None
+    if k < 2:
+        raise ValueError(f"top-k must be at least 2 (a rank correlation needs two architectures), got {spec!r}")
+    if k > n:
+        raise ValueError(f"top-k {spec!r} asks for {k} architectures, but only {n} finished under both the "
+                         f"proxy and the reference; lower score.top_k")
+    return k
+
+
+def check_top_k(specs: Sequence[str | int], n: int) -> list[int]:
+    return [parse_k(s, n) for s in specs]
+
+
+def top_k(reference: Mapping[str, float], k: int) -> list[str]:
+    """The ``k`` architectures with the highest reference accuracy (ties: arch name order)."""
+    if k > len(reference):
+        raise ValueError(f"top-k {k} is larger than the {len(reference)} finished architectures")
+    return sorted(reference, key=lambda a: (-reference[a], a))[:k]
+
+
+def score_proxy(proxy: Mapping[str, float], reference: Mapping[str, float],
+                ks: Sequence[str | int] = ("10", "30", "5%")) -> dict:
+    """Scores of one proxy (accuracies by arch) against the reference (accuracies by arch)."""
+    common = sorted(set(proxy) & set(reference))
+    if len(common) < 2:
+        raise ValueError(f"only {len(common)} architecture(s) finished under both the proxy and the reference; "
+                         f"need at least 2 to rank")
+    ref = {a: reference[a] for a in common}
+    row = {"n": len(common),
+           "spearman_all": spearman([proxy[a] for a in common], [ref[a] for a in common]),
+           "spearman_top": {}, "top_k": {}}
+    for spec in ks:
+        k = parse_k(spec, len(common))
+        top = top_k(ref, k)
+        row["spearman_top"][str(spec)] = spearman([proxy[a] for a in top], [ref[a] for a in top])
+        row["top_k"][str(spec)] = k
+    best = sorted(common, key=lambda a: (-proxy[a], a))[0]
+    row.update(best_arch_by_proxy=best, best_arch_reference_accuracy=ref[best],
+               best_arch_proxy_accuracy=proxy[best], best_reference_accuracy=max(ref.values()))
+    return row
+
+
+def score_runs(runs: Mapping, reference: str = "whole", ks: Sequence[str | int] = ("10", "30", "5%")) -> list[dict]:
+    """One row per proxy run (``nas.experiment.ProxyRun``), the paper's NAS table columns."""
+    if reference not in runs:
+        raise ValueError(f"reference proxy {reference!r} was not run; runs: {', '.join(runs)}")
+    ref = runs[reference].finished
+    rows = []
+    for label, run in runs.items():
+        row = {"proxy": label, **score_proxy(run.finished, ref, ks)}
+        row.update(train_minutes=run.train_seconds / 60, build_minutes=run.proxy.build_seconds / 60,
+                   storage_images=run.proxy.num_images, storage_bytes=run.proxy.storage_bytes,
+                   failed=len(run.failed))
+        rows.append(row)
+    return rows
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table: accuracies in %, Spearman to 2 decimals, minutes, storage in images."""
+    if not rows:
+        return ""
+    ks = list(rows[0]["spearman_top"])
+    head = (["proxy", "best-by-proxy arch", "its whole-set acc. (%)"]
+            + [f"Spearman top-{k} (k={rows[0]['top_k'][k]})" for k in ks]
+            + [f"Spearman all (n={rows[0]['n']})", "train (min)", "build (min)", "storage (images)", "failed"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = ([r["proxy"], r["best_arch_by_proxy"], _fmt(100 * r["best_arch_reference_accuracy"], 1)]
+                 + [_fmt(r["spearman_top"][k]) for k in ks]
+                 + [_fmt(r["spearman_all"]), _fmt(r["train_minutes"], 1), _fmt(r["build_minutes"], 1),
+                    f"{r['storage_images']:,}", str(r["failed"])])
+        lines.append("| " + " | ".join(cells) + " |")
+    best = rows[0]["best_reference_accuracy"]
+    lines.append("")
+    lines.append(f"Best whole-set accuracy over the architectures: {100 * best:.1f} %.")
+    return "\n".join(lines)
+
+
+def scatter_plot(runs: Mapping, reference: str, path: str | Path) -> Path:
+    """One panel per proxy: its validation accuracy (x) against the reference's (y), PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = runs[reference].finished
+    others = [label for label in runs if label != reference] or [reference]
+    cols = min(3, len(others))
+    rows = math.ceil(len(others) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.6 * rows), squeeze=False)
+    for ax, label in zip(axes.flat, others):
+        acc = runs[label].finished
+        common = sorted(set(acc) & set(ref))
+        x = [100 * acc[a] for a in common]
+        y = [100 * ref[a] for a in common]
+        ax.scatter(x, y, s=12, alpha=0.7)
+        rho = spearman(x, y) if len(common) >= 2 else float("nan")
+        ax.set_title(f"{label} (Spearman {_fmt(rho)})", fontsize=10)
+        ax.set_xlabel(f"{label} validation accuracy (%)")
+        ax.set_ylabel(f"{reference} validation accuracy (%)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(others):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
