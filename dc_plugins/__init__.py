@@ -24,3 +24,14 @@ __all__ = [
     "DistributionMatcher", "GradientMatcher", "NonFiniteLossError", "ConvNet", "ConvNetSpec",
     "make_convnet", "CorruptSetError", "SyntheticSet",
 ]
+
+_AVALANCHE_NAMES = ("CondensedReplayPlugin", "CondensedBuffer", "CondensedReplayConfig")
+
+
+def __getattr__(name: str):
+    """Import the Avalanche side on first use: ``dc_plugins.CondensedReplayPlugin``."""
+    if name in _AVALANCHE_NAMES:
+        from . import avalanche
+
+        return getattr(avalanche, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

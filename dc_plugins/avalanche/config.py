@@ -1,0 +1,126 @@
+"""``CondensedReplayConfig``: how the replay memory condenses each experience.
+
+A typed dataclass, filled from keyword arguments, a mapping or a YAML file. Fields left at
+``None`` come from the engine's preset (``paper`` or ``cpu-quick``, see :mod:`dc_plugins.config`).
+The memory budget itself (``mem_size``) is an argument of the plugin/buffer, as in Avalanche's
+``ReplayPlugin``; ``ipc`` switches from "share ``mem_size`` equally" to "``ipc`` per class".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import (MATCHING_METHODS, METHODS, PRESETS, MatchingConfig, RunConfig, SelectionConfig,
+                      apply_overrides, check_method, resolve)
+from ..models import ConvNetSpec
+
+__all__ = ["CondensedReplayConfig"]
+
+
+@dataclass
+class CondensedReplayConfig:
+    """Settings of the condensation that fills a :class:`~dc_plugins.avalanche.CondensedBuffer`.
+
+    Attributes:
+        method: ``dc``, ``dsa``, ``dm`` (condensation) or ``random``, ``herding``, ``kcenter``,
+            ``forgetting`` (the engine's coreset baselines, through the same buffer).
+        ipc: images per class. ``None``: every class seen so far gets an equal share
+            ``mem_size // classes`` (shrinking as classes arrive). An integer: each class keeps
+            ``ipc`` images (the memory grows), unless that would exceed ``mem_size``, in which
+            case the equal share is used and a warning says so.
+        iterations: outer iterations of the matcher per experience; ``None``: the preset's.
+        preset: ``paper`` or ``cpu-quick``: fills every field left at ``None``.
+        net: the ConvNet used for condensation (``convnet-w128-d3-instance-relu-avg``); the data
+            shape and class count come from the experience.
+        device: where condensation runs; ``None``: the strategy's device.
+        seed: base seed; the experience index and task label are added to it, so every
+            condensation is reproducible without touching the global RNG.
+        flip: let DSA mirror images (off by default: mirrored digits change class).
+        cache_dir: if set, each condensed group of classes is saved there (a ``SyntheticSet``
+            file named by a hash of the data and settings) and reused when the same experience
+            is condensed again with the same settings, e.g. by another run of a comparison.
+        progress: show a tqdm bar while condensing.
+        matching, selection: the engine's matcher and coreset settings (``None`` = preset).
+    """
+
+    method: str = "dc"
+    ipc: int | None = None
+    iterations: int | None = None
+    preset: str = "paper"
+    net: str = "convnet"
+    device: str | None = None
+    seed: int = 0
+    flip: bool = False
+    cache_dir: str | None = None
+    progress: bool = True
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "CondensedReplayConfig":
+        """Raise ``ValueError`` naming the bad value and what is allowed."""
+        if not isinstance(self.method, str):
+            raise ValueError(f"method must be a string; allowed: {', '.join(METHODS)}")
+        if self.method.lower() == "mtt":
+            raise ValueError("method 'mtt' is not available in this version of dc-plugins; "
+                             f"allowed: {', '.join(METHODS)}")
+        self.method = check_method(self.method)
+        if self.ipc is not None and (isinstance(self.ipc, bool) or not isinstance(self.ipc, int) or self.ipc <= 0):
+            raise ValueError(f"ipc must be a positive integer or None, got {self.ipc!r}")
+        if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 0):
+            raise ValueError(f"iterations must be a non-negative integer or None, got {self.iterations!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
+        ConvNetSpec.parse(self.net)  # raises a ValueError naming the bad token
+        return self
+
+    @property
+    def is_matching(self) -> bool:
+        return self.method in MATCHING_METHODS
+
+    def resolved(self, ipc: int) -> RunConfig:
+        """The engine's run config for one condensation at ``ipc``, preset values filled in."""
+        return resolve(RunConfig(method=self.method, ipc=ipc, iterations=self.iterations,
+                                 preset=self.preset, seed=self.seed, net=self.net,
+                                 matching=dataclasses.replace(self.matching),
+                                 selection=dataclasses.replace(self.selection)))
+
+    def replace(self, **overrides: Any) -> "CondensedReplayConfig":
+        """A copy with fields replaced; unknown names raise ``KeyError`` listing the allowed ones."""
+        cfg = dataclasses.replace(self, matching=dataclasses.replace(self.matching),
+                                  selection=dataclasses.replace(self.selection))
+        if overrides:
+            apply_overrides(cfg, overrides)
+        return cfg.validate()
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "CondensedReplayConfig":
+        if values is None:
+            return cls()
+        if not isinstance(values, dict):
+            raise ValueError(f"a condensed-replay config must be a mapping, got {type(values).__name__}")
+        return cls().replace(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, key: str | None = None) -> "CondensedReplayConfig":
+        """Read the config from a YAML file (optionally from the mapping under ``key``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if key is not None:
+            if not isinstance(data, dict) or key not in data:
+                raise KeyError(f"{str(path)!r} has no {key!r} section")
+            data = data[key]
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,72 @@
+"""``CondensedReplayPlugin``: Avalanche's ``ReplayPlugin`` with a condensed memory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from avalanche.training.plugins import ReplayPlugin
+
+from .buffer import CondensedBuffer
+from .config import CondensedReplayConfig
+
+if TYPE_CHECKING:
+    from avalanche.training.templates import SupervisedTemplate
+
+__all__ = ["CondensedReplayPlugin"]
+
+
+class CondensedReplayPlugin(ReplayPlugin):
+    """Experience replay whose memory holds condensed images instead of real exemplars.
+
+    Used like ``ReplayPlugin``::
+
+        strategy = Naive(model, optimizer, plugins=[CondensedReplayPlugin(mem_size=300, method="dc", ipc=10)])
+
+    * ``before_training_exp``: checks that ``mem_size`` can hold the classes the experience adds
+      (a clear ``MemoryTooSmallError`` before any training), then mixes the memory with the
+      current data in Avalanche's ``ReplayDataLoader`` (from the second experience on).
+    * ``after_training_exp``: condenses the experience into the :class:`CondensedBuffer`.
+
+    Args:
+        mem_size: the memory budget in images; never exceeded.
+        method: ``dc``, ``dsa``, ``dm``, or a coreset baseline (``random``, ``herding``,
+            ``kcenter``, ``forgetting``); default: ``config.method`` (``dc``).
+        ipc: images per class (memory grows as classes arrive); ``None``: equal share of
+            ``mem_size`` (shrinks as classes arrive).
+        config: a :class:`CondensedReplayConfig` (e.g. ``CondensedReplayConfig.from_yaml(path)``);
+            any of its fields can also be given as keyword ``overrides``.
+        batch_size, batch_size_mem, task_balanced_dataloader: as in ``ReplayPlugin``.
+        storage_policy: a ready :class:`CondensedBuffer` (its ``max_size`` must equal ``mem_size``).
+    """
+
+    def __init__(self, mem_size: int = 200, method: Optional[str] = None, *, ipc: Optional[int] = None,
+                 config: Optional[CondensedReplayConfig] = None, batch_size: Optional[int] = None,
+                 batch_size_mem: Optional[int] = None, task_balanced_dataloader: bool = False,
+                 storage_policy: Optional[CondensedBuffer] = None, **overrides: Any):
+        if storage_policy is None:
+            if method is not None:
+                overrides["method"] = method
+            if ipc is not None:
+                overrides["ipc"] = ipc
+            storage_policy = CondensedBuffer(mem_size, config, **overrides)
+        elif not isinstance(storage_policy, CondensedBuffer):
+            raise TypeError(f"storage_policy must be a CondensedBuffer, got {type(storage_policy).__name__}; "
+                            f"use Avalanche's ReplayPlugin for other buffers")
+        elif storage_policy.max_size != mem_size:
+            raise ValueError(f"storage_policy.max_size={storage_policy.max_size} differs from mem_size={mem_size}")
+        super().__init__(mem_size=mem_size, batch_size=batch_size, batch_size_mem=batch_size_mem,
+                         task_balanced_dataloader=task_balanced_dataloader, storage_policy=storage_policy)
+
+    @property
+    def buffer(self) -> CondensedBuffer:
+        return self.storage_policy
+
+    def before_training_exp(self, strategy: "SupervisedTemplate", num_workers: int = 0, shuffle: bool = True,
+                            drop_last: bool = False, **kwargs):
+        self.storage_policy.check_experience(strategy.experience)
+        super().before_training_exp(strategy, num_workers=num_workers, shuffle=shuffle, drop_last=drop_last,
+                                    **kwargs)
+
+    def after_training_exp(self, strategy: "SupervisedTemplate", **kwargs):
+        # ReplayPlugin goes through the deprecated ``update``; call the new hook directly.
+        self.storage_policy.post_adapt(strategy, strategy.experience)
