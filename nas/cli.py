@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    else:  # NNI logs every checkpoint and experiment start/stop at INFO on stdout
-        logging.getLogger("nni").setLevel(logging.WARNING)
+    else:  # NNI prints every checkpoint and start/stop at INFO; its experiment.log keeps them
+        from nni.runtime.log import silence_stdout
+        silence_stdout()
     warnings.filterwarnings("ignore", message=r".*is found to be not a nn.Module.*")
     try:
         if args.command == "score":
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, run in results.runs.items():
         print(f"{label}: {len(run.finished)} finished, {len(run.failed)} failed, {len(run.skipped)} resumed "
               f"({run.train_seconds / 60:.1f} min training)")
+        for arch in run.failed:
+            print(f"  failed {arch}: {(run.records[arch].error or '').splitlines()[0]}")
     if results.scores:
         print(format_table(results.scores))
     print(f"results: {results.out}/results.json, results.csv, scores.md, scatter.png")

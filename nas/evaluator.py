@@ -103,7 +103,7 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
     generator = make_generator(train.seed)
     reset_parameters(net, generator)
     net.to(device)
-    total, per_epoch = _budget(proxy, train, images.shape[0], split.num_classes)
+    total, _ = _budget(proxy, train, images.shape[0], split.num_classes)
     opt = torch.optim.SGD(net.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
     decay_at = total // 2
     record = TrialRecord(arch=spec.arch, proxy=proxy.label, proxy_key=proxy.key, status="running")
@@ -112,19 +112,23 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
     bar = tqdm(total=total, desc=f"{proxy.label} {spec.arch}", unit="step", disable=not progress, leave=False)
     try:
         while steps < total:
-            # Whole epochs, except the last one of early stopping, which is cut to the step budget.
-            n = min(per_epoch, total - steps)
-            if steps < decay_at <= steps + n and decay_at > 0:
-                n_before = decay_at - steps
-                _train_steps(net, images, labels, opt, train, generator, augment, n_before, record)
-                for group in opt.param_groups:
-                    group["lr"] = train.lr * 0.1
-                _train_steps(net, images, labels, opt, train, generator, augment, n - n_before, record)
-            else:
-                _train_steps(net, images, labels, opt, train, generator, augment, n, record)
-            steps += n
+            # One shuffled pass (cut to the step budget for early stopping); the learning rate
+            # drops x0.1 once half the steps are done, as in the evaluation protocol.
+            order = torch.randperm(images.shape[0], generator=generator).to(images.device)
+            for start_i in range(0, images.shape[0], train.batch):
+                if steps >= total:
+                    break
+                if steps == decay_at and decay_at > 0:
+                    for group in opt.param_groups:
+                        group["lr"] = train.lr * 0.1
+                idx = order[start_i:start_i + train.batch]
+                # The engine's training loop, on one batch: one SGD step with its non-finite check.
+                train_epoch(net, images[idx], labels[idx], opt, batch=train.batch, generator=generator,
+                            augment=augment)
+                record.images_seen += idx.numel()
+                steps += 1
+                bar.update(1)
             epoch += 1
-            bar.update(n)
             if epoch % train.report_every == 0 and steps < total:
                 acc = accuracy(net, split.val.images, split.val.labels)
                 record.intermediate.append([epoch, acc])
@@ -137,21 +141,6 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
     record.seconds = time.perf_counter() - start
     record.status = "finished"
     return record
-
-
-def _train_steps(net, images, labels, opt, cfg: TrainConfig, generator, augment, n: int, record: TrialRecord) -> None:
-    """``n`` SGD steps: a full shuffled epoch through ``train_epoch`` when ``n`` covers it, else
-    the first ``n`` batches of one."""
-    if n <= 0:
-        return
-    per_epoch = max(1, math.ceil(images.shape[0] / cfg.batch))
-    if n >= per_epoch:
-        train_epoch(net, images, labels, opt, batch=cfg.batch, generator=generator, augment=augment)
-        record.images_seen += images.shape[0]
-        return
-    order = torch.randperm(images.shape[0], generator=generator)[:n * cfg.batch].to(images.device)
-    train_epoch(net, images[order], labels[order], opt, batch=cfg.batch, generator=generator, augment=augment)
-    record.images_seen += order.numel()
 
 
 def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: str | None = None,

@@ -1,0 +1,92 @@
+"""The trial function under NNI's own mock runtime, and its training budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("nni")
+
+from nni.nas.space import SimplifiedModelSpace  # noqa: E402
+
+from nas.config import DataConfig, ProxyConfig, TrainConfig  # noqa: E402
+from nas.data import load_split  # noqa: E402
+from nas.evaluator import evaluate_architecture, make_evaluator, read_record, record_path, train_architecture  # noqa: E402
+from nas.proxy import ProxyProvider, early_stopping_steps  # noqa: E402
+from nas.space import make_space, parse_arch  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is found to be not a nn.Module")
+
+DATA = DataConfig(dataset="digits", val_fraction=0.2)
+TRAIN = TrainConfig(epochs=4, whole_epochs=1, report_every=2, batch=64)
+ARCHS = ["w8-d1-instance-relu-avg", "w8-d2-batch-leakyrelu-max"]
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_split(DATA)
+
+
+@pytest.fixture(scope="module")
+def provider(split, tmp_path_factory):
+    return ProxyProvider(split, ProxyConfig(ipc=3, preset="cpu-quick"), tmp_path_factory.mktemp("cache"),
+                         progress=False)
+
+
+def test_evaluator_reports_final_result_under_mock_runtime(split, provider, tmp_path):
+    proxy = provider.get("random")
+    evaluator = make_evaluator(proxy, TRAIN, records=tmp_path, device="cpu")
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    frozen = SimplifiedModelSpace.from_model(space, evaluator).freeze(parse_arch(ARCHS[0]))
+    with evaluator.mock_runtime(frozen):
+        evaluator.evaluate(frozen.executable_model())
+    assert isinstance(frozen.metrics.final, float) and 0.0 <= frozen.metrics.final <= 1.0
+    assert len(frozen.metrics.intermediates) == 1          # epoch 2 of 4; epoch 4 is the final
+    rec = read_record(record_path(tmp_path, ARCHS[0]))
+    assert rec.status == "finished" and rec.accuracy == frozen.metrics.final
+    assert rec.steps == 4 and rec.images_seen == 4 * 30     # 30 images, batch 64: one step per epoch
+
+
+def test_evaluator_arguments_are_small_and_picklable(provider):
+    import pickle
+
+    evaluator = make_evaluator(provider.get("random"), TRAIN, records="/tmp/x", device="cpu")
+    for value in evaluator.arguments.values():
+        assert len(pickle.dumps(value)) < 64 * 1024
+
+
+def test_same_seed_same_accuracy_on_every_run(split, provider):
+    proxy = provider.get("random")
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    a = train_architecture(space.freeze(parse_arch(ARCHS[1])), proxy, TRAIN)
+    b = train_architecture(space.freeze(parse_arch(ARCHS[1])), proxy, TRAIN)
+    assert a.accuracy == b.accuracy
+
+
+def test_whole_and_early_stopping_budgets(split, provider):
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    whole = train_architecture(space.freeze(parse_arch(ARCHS[0])), provider.get("whole"), TRAIN)
+    per_epoch = -(-len(split.train) // TRAIN.batch)
+    assert whole.steps == TRAIN.whole_epochs * per_epoch and whole.images_seen == len(split.train)
+    es = train_architecture(space.freeze(parse_arch(ARCHS[0])), provider.get("early-stopping"), TRAIN)
+    steps = early_stopping_steps(TRAIN.epochs, 3, 10, TRAIN.batch)
+    assert es.steps == steps and es.images_seen == steps * TRAIN.batch  # the proxy's compute, on real data
+    assert es.images_seen <= 4 * 30 + TRAIN.batch
+
+
+def test_failing_trial_writes_a_failed_record_and_raises(split, provider, tmp_path):
+    proxy = provider.get("random")
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    bad = dict(vars(TRAIN), lr=float("nan"))   # non-finite loss on the first step
+    with pytest.raises(FloatingPointError):
+        evaluate_architecture(space.freeze(parse_arch(ARCHS[0])), proxy=proxy.path, train=bad,
+                              records=str(tmp_path), device="cpu")
+    rec = json.loads(record_path(tmp_path, ARCHS[0]).read_text())
+    assert rec["status"] == "failed" and "NonFiniteLossError" in rec["error"]
+
+
+def test_network_for_another_shape_is_rejected(provider):
+    space = make_space(1, 10, 16, ARCHS)   # 16 px networks, 8 px data
+    with pytest.raises(ValueError, match="expects 1x16x16 images.*data has 1x8x8"):
+        train_architecture(space.freeze(parse_arch(ARCHS[0])), provider.get("random"), TRAIN)

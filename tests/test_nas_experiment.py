@@ -1,0 +1,162 @@
+"""Grid experiments under NNI's sequential engine: every trial returned, failures reported,
+finished trials skipped on rerun; the whole dc-nas pipeline and its config on a tiny space."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("nni")
+
+from nas.cli import main  # noqa: E402
+from nas.config import NasConfig, apply_values, load_config, parse_assignment  # noqa: E402
+from nas.data import load_split  # noqa: E402
+from nas.evaluator import evaluate_architecture  # noqa: E402
+from nas.experiment import _experiment_config, run_nas, run_proxy_experiment, select_archs  # noqa: E402
+from nas.proxy import ProxyProvider  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is found to be not a nn.Module")
+
+TINY = {
+    "device": "cpu",
+    "progress": False,
+    "proxies": ["whole", "random"],
+    "data": {"dataset": "digits", "val_fraction": 0.2},
+    "space": {"widths": [4, 8], "depths": [1, 2], "norms": ["none", "instance"], "activations": ["relu"],
+              "poolings": ["avg"], "max_archs": 5, "seed": 0},
+    "proxy": {"ipc": 3, "preset": "cpu-quick"},
+    "train": {"epochs": 3, "whole_epochs": 1, "batch": 128, "report_every": 1},
+    "score": {"top_k": ["3", "50%"], "plot": True},
+}
+
+
+def tiny_config(tmp_path, **changes) -> NasConfig:
+    cfg = apply_values(NasConfig(), json.loads(json.dumps(TINY)))
+    cfg.out = str(tmp_path / "out")
+    return apply_values(cfg, changes).validate()
+
+
+FAIL_ARCH = "w4-d2-instance-relu-avg"
+
+
+def failing_for_one_arch(model, **kwargs):
+    """The real trial, with a learning rate that diverges on one architecture (module level:
+    NNI imports trial functions by name)."""
+    if model.spec.arch == FAIL_ARCH:
+        kwargs["train"] = dict(kwargs["train"], lr=float("nan"))
+    return evaluate_architecture(model, **kwargs)
+
+
+def crashing_for_one_arch(model, **kwargs):
+    """A trial that dies before the trial function can write its record."""
+    if model.spec.arch == FAIL_ARCH:
+        raise RuntimeError("simulated crash")
+    return evaluate_architecture(model, **kwargs)
+
+
+def test_grid_experiment_returns_every_trial_and_reports_failures(tmp_path):
+    cfg = tiny_config(tmp_path)
+    split = load_split(cfg.data)
+    archs = select_archs(cfg)
+    assert len(archs) == 5 and FAIL_ARCH in archs
+    proxy = ProxyProvider(split, cfg.proxy, tmp_path / "cache", progress=False).get("random")
+    run = run_proxy_experiment(archs, proxy, split, cfg, out=tmp_path / "out", function=failing_for_one_arch)
+    assert list(run.records) == archs                           # every trial, in grid order
+    assert run.failed == [FAIL_ARCH]                              # reported, and the grid went on
+    assert "NonFiniteLossError" in run.records[FAIL_ARCH].error
+    assert len(run.finished) == 4 and all(0 <= a <= 1 for a in run.finished.values())
+    assert run.experiment_id is not None
+    assert all(len(r.intermediate) == 2 for a, r in run.records.items() if a != FAIL_ARCH)
+
+    # Rerun: finished trials are skipped, the failed one is retried (now with the real trial).
+    again = run_proxy_experiment(archs, proxy, split, cfg, out=tmp_path / "out")
+    assert sorted(again.skipped) == sorted(a for a in archs if a != FAIL_ARCH)
+    assert again.failed == [] and len(again.finished) == 5
+    assert again.records[archs[0]].accuracy == run.records[archs[0]].accuracy
+
+    # Everything finished: no NNI experiment at all.
+    third = run_proxy_experiment(archs, proxy, split, cfg, out=tmp_path / "out")
+    assert third.experiment_id is None and len(third.skipped) == 5
+
+
+def test_trial_dying_without_a_record_is_reported_from_nni_status(tmp_path):
+    cfg = tiny_config(tmp_path)
+    split = load_split(cfg.data)
+    proxy = ProxyProvider(split, cfg.proxy, tmp_path / "cache", progress=False).get("random")
+    archs = select_archs(cfg)
+    run = run_proxy_experiment(archs, proxy, split, cfg, out=tmp_path / "out", function=crashing_for_one_arch)
+    assert run.failed == [FAIL_ARCH] and len(run.finished) == 4
+    assert "NNI reports the trial as failed" in run.records[FAIL_ARCH].error
+
+
+def test_run_nas_writes_results_scores_and_plot(tmp_path):
+    cfg = tiny_config(tmp_path)
+    results = run_nas(cfg)
+    out = tmp_path / "out"
+    assert set(results.runs) == {"whole", "random"}
+    payload = json.loads((out / "results.json").read_text())
+    assert len(payload["proxies"]["random"]["trials"]) == 5
+    assert (out / "results.csv").read_text().count("\n") == 1 + 2 * 5
+    rows = {r["proxy"]: r for r in results.scores}
+    assert rows["whole"]["spearman_all"] == pytest.approx(1.0)
+    assert set(rows["random"]["spearman_top"]) == {"3", "50%"}
+    assert (out / "scores.md").read_text().startswith("| proxy |")
+    assert (out / "scatter.png").read_bytes()[:4] == b"\x89PNG"
+    # The CLI re-scores saved results with other k values.
+    assert main(["score", "--config", str(out / "config.json").replace(".json", ".yaml")]) == 2  # no such file
+    assert main(["score", "--out", str(out), "--top-k", "2,4"]) == 0
+    assert "Spearman top-2" in (out / "scores.md").read_text()
+
+
+def test_top_k_larger_than_the_space_fails_before_training(tmp_path):
+    cfg = tiny_config(tmp_path, score={"top_k": ["30"]})
+    with pytest.raises(ValueError, match="top-k '30' asks for 30 architectures, but only 5"):
+        run_nas(cfg)
+    assert not (tmp_path / "out" / "proxies").exists()
+
+
+def test_unknown_proxy_kind_fails_before_training(tmp_path):
+    cfg = tiny_config(tmp_path, proxies=["whole", "condensed"])
+    with pytest.raises(ValueError, match="unknown proxy kind 'condensed'"):
+        run_nas(cfg)
+
+
+def test_config_from_yaml_and_overrides(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("out: x\nspace: {widths: [32, 64], max_archs: 10}\ntrain: {epochs: 7}\n")
+    cfg = load_config(path, [parse_assignment("train.batch=128"), parse_assignment("proxies=[whole,dm]")])
+    assert cfg.space.widths == [32, 64] and cfg.space.max_archs == 10
+    assert cfg.train.epochs == 7 and cfg.train.batch == 128 and cfg.proxies == ["whole", "dm"]
+    with pytest.raises(KeyError, match="unknown config key 'train.epoch'"):
+        load_config(None, [{"train": {"epoch": 3}}])
+    with pytest.raises(ValueError, match="train.epochs: cannot use 'many'"):
+        load_config(None, [{"train": {"epochs": "many"}}])
+    with pytest.raises(ValueError, match="experiment.engine must be one of sequential, ts"):
+        load_config(None, [{"experiment": {"engine": "slurm"}}])
+    with pytest.raises(ValueError, match="trial_concurrency must be 1 with the sequential engine"):
+        load_config(None, [{"experiment": {"trial_concurrency": 4}}])
+
+
+def test_training_service_engine_config_for_remote_machines(tmp_path):
+    cfg = tiny_config(tmp_path, experiment={
+        "engine": "ts", "trial_concurrency": 2, "port": 8123,
+        "training_service": {"platform": "remote", "reuseMode": True,
+                             "machineList": [{"host": "10.0.0.2", "user": "me", "sshKeyFile": "~/.ssh/id_rsa"}]}})
+    exp_cfg = _experiment_config(cfg, 5, "dc")
+    assert exp_cfg.execution_engine.name == "ts" and exp_cfg.trial_concurrency == 2
+    assert exp_cfg.training_service.platform == "remote"
+    assert exp_cfg.training_service.machine_list[0].host == "10.0.0.2"
+    assert exp_cfg.max_trial_number == 5
+    local = _experiment_config(tiny_config(tmp_path, experiment={"engine": "ts"}), 3, "dc")
+    assert local.training_service.platform == "local"
+    with pytest.raises(ValueError, match="'local' has no option 'machineList'"):
+        _experiment_config(tiny_config(tmp_path, experiment={
+            "engine": "ts", "training_service": {"platform": "local", "machineList": []}}), 3, "dc")
+
+
+def test_cli_prints_config_and_reports_bad_input(tmp_path, capsys):
+    assert main(["--print-config", "--set", "train.epochs=3", "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 3
+    assert main(["--proxies", "whole,bogus", "--dataset", "digits", "--out", str(tmp_path)]) == 2
+    assert "unknown proxy kind 'bogus'" in capsys.readouterr().err

@@ -1,0 +1,120 @@
+"""The proxy-dataset provider: kinds, on-disk cache keyed by the full config, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from dc_plugins.synthetic import SyntheticSet
+from nas.config import DataConfig, ProxyConfig
+from nas.data import load_split, stratified_split
+from nas.proxy import PROXY_KINDS, Proxy, ProxyProvider, early_stopping_steps, parse_proxy_entry
+
+DATA = DataConfig(dataset="digits", val_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_split(DATA)
+
+
+def _provider(split, tmp_path, **kw):
+    cfg = ProxyConfig(ipc=2, preset="cpu-quick", net="convnet-w8-d2", selection={"reference_epochs": 1}, **kw)
+    return ProxyProvider(split, cfg, tmp_path / "cache", progress=False)
+
+
+def test_split_is_stratified_disjoint_and_seeded(split):
+    assert len(split.train) + len(split.val) == 1437
+    keep, held = stratified_split(split.train.labels, 0.25, seed=1)
+    assert set(keep.tolist()).isdisjoint(held.tolist())
+    assert torch.equal(held, stratified_split(split.train.labels, 0.25, seed=1)[1])
+    counts = torch.bincount(split.train.labels[held], minlength=10)
+    assert counts.min() >= 1
+
+
+def test_cache_is_reused_when_the_config_is_identical(split, tmp_path):
+    first = _provider(split, tmp_path).get("random")
+    assert not first.cached and first.num_images == 20
+    mtime = (tmp_path / "cache").glob("random-*/set.pt").__next__().stat().st_mtime_ns
+    again = _provider(split, tmp_path)
+    second = again.get("random")
+    assert second.cached and again.built == []
+    assert second.key == first.key and second.set_path == first.set_path
+    assert next((tmp_path / "cache").glob("random-*/set.pt")).stat().st_mtime_ns == mtime
+    assert torch.equal(second.load_set().images, first.load_set().images)
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"ipc": 3}, {"selection": {"reference_epochs": 2}}])
+def test_cache_is_rebuilt_when_the_config_changes(split, tmp_path, change):
+    base = _provider(split, tmp_path).get("random")
+    cfg = dataclasses.replace(_provider(split, tmp_path).config, **change)
+    other = ProxyProvider(split, cfg, tmp_path / "cache", progress=False)
+    proxy = other.get("random")
+    assert other.built == ["random"] and not proxy.cached
+    assert proxy.key != base.key and proxy.set_path != base.set_path
+
+
+def test_cache_is_rebuilt_when_the_data_changes(split, tmp_path):
+    base = _provider(split, tmp_path).get("whole")
+    other_split = load_split(dataclasses.replace(DATA, val_fraction=0.3))
+    proxy = _provider(other_split, tmp_path).get("whole")
+    assert proxy.key != base.key and proxy.num_images < base.num_images
+
+
+def test_damaged_cache_entry_is_rebuilt(split, tmp_path):
+    first = _provider(split, tmp_path).get("random")
+    original = first.load_set().images
+    with open(first.set_path, "r+b") as f:
+        f.seek(200)
+        f.write(b"garbage")
+    again = _provider(split, tmp_path)
+    proxy = again.get("random")
+    assert again.built == ["random"] and not proxy.cached
+    assert torch.equal(proxy.load_set().images, original)   # same config, same selection
+
+
+def test_descriptor_round_trip_and_small(split, tmp_path):
+    proxy = _provider(split, tmp_path).get("kcenter")
+    loaded = Proxy.load(proxy.path)
+    assert loaded.to_dict() == proxy.to_dict()
+    assert loaded.data_config == split.config
+    assert len(open(proxy.path, "rb").read()) < 64 * 1024   # what NNI would pickle is the path only
+
+
+def test_whole_and_early_stopping_have_no_set_file(split, tmp_path):
+    p = _provider(split, tmp_path)
+    whole, es = p.get("whole"), p.get("early_stopping")
+    assert whole.set_path is None and whole.num_images == len(split.train)
+    assert es.kind == "early-stopping" and es.ipc == 2
+    assert early_stopping_steps(epochs=100, ipc=10, num_classes=10, batch=256) == 40
+
+
+def test_saved_set_file_is_a_proxy(split, tmp_path):
+    made = _provider(split, tmp_path).get("random").load_set()
+    path = made.save(tmp_path / "mine.pt")
+    proxy = _provider(split, tmp_path).get(str(path))
+    assert proxy.kind == "file" and proxy.label == "file:mine" and proxy.num_images == 20
+
+
+def test_unknown_proxy_kind_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown proxy kind 'condensed'.*allowed: whole, early-stopping"):
+        parse_proxy_entry("condensed")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        parse_proxy_entry("/nowhere/set.pt")
+    assert "dc" in PROXY_KINDS and "dm" in PROXY_KINDS
+
+
+def test_proxy_file_for_another_dataset_or_shape_is_rejected(split, tmp_path):
+    other = SyntheticSet(torch.randn(20, 1, 8, 8), torch.arange(10).repeat_interleave(2), "dc", "mnist", 2)
+    with pytest.raises(ValueError, match="made from dataset 'mnist'; this run uses 'digits'"):
+        _provider(split, tmp_path).get(str(other.save(tmp_path / "mnist.pt")))
+    shape = SyntheticSet(torch.randn(20, 3, 16, 16), torch.arange(10).repeat_interleave(2), "dc", "digits", 2)
+    with pytest.raises(ValueError, match="3 channel.*16x16 px.*expects 1 channel.*8x8"):
+        _provider(split, tmp_path).get(str(shape.save(tmp_path / "rgb.pt")))
+
+
+def test_bad_matching_override_is_a_clear_error(split, tmp_path):
+    with pytest.raises(ValueError, match="matching allows: lr_img"):
+        ProxyProvider(split, ProxyConfig(matching={"lr_image": 0.1}), tmp_path, progress=False)

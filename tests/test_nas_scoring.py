@@ -1,0 +1,75 @@
+"""Spearman scoring of proxies against the whole-set ranking."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nas.scoring import format_table, parse_k, score_proxy, spearman, top_k
+
+
+def test_identical_ranking_is_one_and_reversed_is_minus_one():
+    ref = [0.1, 0.5, 0.3, 0.9, 0.7]
+    assert spearman(ref, ref) == pytest.approx(1.0)
+    assert spearman([2 * v + 1 for v in ref], ref) == pytest.approx(1.0)   # ranks, not values
+    assert spearman([-v for v in ref], ref) == pytest.approx(-1.0)
+
+
+def test_constant_side_is_nan():
+    assert math.isnan(spearman([0.5, 0.5, 0.5], [0.1, 0.2, 0.3]))
+
+
+def test_top_k_selects_the_best_by_reference():
+    ref = {"a": 0.9, "b": 0.2, "c": 0.8, "d": 0.5, "e": 0.8}
+    assert top_k(ref, 3) == ["a", "c", "e"]   # tie at 0.8 broken by name
+    assert top_k(ref, 1) == ["a"]
+
+
+def test_top_k_spearman_uses_only_the_top_architectures():
+    ref = {f"x{i}": i / 10 for i in range(10)}
+    # The proxy agrees on the top 4 and is reversed on the rest.
+    proxy = {a: (v if v >= 0.6 else 0.5 - v) for a, v in ref.items()}
+    row = score_proxy(proxy, ref, ["4", "10", "40%"])
+    assert row["spearman_top"]["4"] == pytest.approx(1.0)
+    assert row["top_k"] == {"4": 4, "10": 10, "40%": 4}
+    assert row["spearman_top"]["10"] < 0.9
+    assert row["best_arch_by_proxy"] == "x9" and row["best_arch_reference_accuracy"] == pytest.approx(0.9)
+
+
+def test_best_by_proxy_reports_its_reference_accuracy():
+    ref = {"a": 0.9, "b": 0.6, "c": 0.3}
+    proxy = {"a": 0.1, "b": 0.8, "c": 0.2}
+    row = score_proxy(proxy, ref, ["2"])
+    assert row["best_arch_by_proxy"] == "b"
+    assert row["best_arch_reference_accuracy"] == pytest.approx(0.6)
+    assert row["best_reference_accuracy"] == pytest.approx(0.9)
+
+
+def test_percent_k_and_bad_k():
+    assert parse_k("5%", 720) == 36
+    assert parse_k("5%", 40) == 2
+    assert parse_k(10, 40) == 10
+    with pytest.raises(ValueError, match="only 5 finished"):
+        parse_k("10", 5)
+    with pytest.raises(ValueError, match="integer or a percentage"):
+        parse_k("ten", 50)
+    with pytest.raises(ValueError, match="at least 2"):
+        parse_k("1", 50)
+
+
+def test_top_k_larger_than_finished_trials_is_a_clear_error():
+    ref = {"a": 0.9, "b": 0.6, "c": 0.3}
+    with pytest.raises(ValueError, match="top-k '10' asks for 10 architectures, but only 3 finished"):
+        score_proxy(ref, ref, ["10"])
+    # Only architectures finished under both count.
+    with pytest.raises(ValueError, match="only 2 finished"):
+        score_proxy({"a": 0.5, "b": 0.4}, ref, ["3"])
+
+
+def test_table_formats_every_row():
+    ref = {"a": 0.9, "b": 0.6, "c": 0.3}
+    row = {"proxy": "whole", **score_proxy(ref, ref, ["2"]), "train_minutes": 1.0, "build_minutes": 0.0,
+           "storage_images": 1000, "storage_bytes": 4000, "failed": 0}
+    text = format_table([row])
+    assert "| whole | a | 90.0 | 1.00 |" in text and "1,000" in text
