@@ -28,7 +28,7 @@ def train_epoch(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, opti
         loss = F.cross_entropy(net(x), y)
         if not torch.isfinite(loss):
             from .matching.base import NonFiniteLossError
-            raise NonFiniteLossError(f"training loss became {loss.item()}; lower the learning rate")
+            raise NonFiniteLossError(f"training loss became {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -117,6 +117,13 @@ class Matcher(ABC):
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
 
+    def _non_finite(self, what: str, checkpoint) -> NonFiniteLossError:
+        where = (f"; the last good checkpoint ({str(checkpoint)!r}) is kept"
+                 if checkpoint is not None and Path(checkpoint).exists() else "")
+        return NonFiniteLossError(
+            f"{self.method}: {what} at iteration {self.iteration + 1}{where}. "
+            f"Lower matching.lr_img (now {self.config.lr_img}) or check the data for NaNs.")
+
     # -- the loop -------------------------------------------------------------------------------
     def run(self, iterations: int, *, checkpoint: str | os.PathLike | None = None,
             checkpoint_every_s: float = 300.0, resume: bool = False, progress: bool = True,
@@ -136,13 +143,12 @@ class Matcher(ABC):
                    desc=f"{self.method} ipc={self.ipc}", unit="it", dynamic_ncols=True)
         try:
             while self.iteration < iterations:
-                loss = self.step()
+                try:
+                    loss = self.step()
+                except NonFiniteLossError as err:  # raised inside, e.g. by the inner-loop training
+                    raise self._non_finite(str(err), checkpoint) from None
                 if not math.isfinite(loss) or not torch.isfinite(self.images).all():
-                    where = (f"; the last good checkpoint ({str(checkpoint)!r}) is kept"
-                             if checkpoint is not None and Path(checkpoint).exists() else "")
-                    raise NonFiniteLossError(
-                        f"{self.method}: loss became {loss} at iteration {self.iteration + 1}{where}. "
-                        f"Lower matching.lr_img (now {self.config.lr_img}) or check the data for NaNs.")
+                    raise self._non_finite(f"loss became {loss}", checkpoint)
                 self.losses.append(loss)
                 self.iteration += 1
                 bar.update(1)

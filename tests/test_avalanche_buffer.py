@@ -1,0 +1,210 @@
+"""CondensedBuffer on its own: item structure, budget, class balance, fallbacks, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+from torch.utils.data.dataloader import default_collate
+
+from tests.avalanche_util import TINY_NET, blob_domain, blob_stream, one_thread  # noqa: F401
+
+from dc_plugins.avalanche import CondensedBuffer, CondensedReplayConfig, MemoryTooSmallError  # noqa: E402
+from dc_plugins.avalanche.items import item_signature  # noqa: E402
+
+
+def fast(**kw) -> dict:
+    """Settings for a cheap but real condensation."""
+    base = dict(method="random", net=TINY_NET, preset="cpu-quick", progress=False)
+    base.update(kw)
+    return base
+
+
+def _no_task_stream():
+    """Items (Tensor, Tensor) with `targets` only: a stream without task labels."""
+    from avalanche.benchmarks import benchmark_from_datasets
+    from avalanche.benchmarks.utils import DataAttribute, make_avalanche_dataset
+
+    def ds(seed):
+        d = blob_domain(12, 3, seed=seed)
+        return make_avalanche_dataset(TensorDataset(d.images, d.labels),
+                                      data_attributes=[DataAttribute(d.labels.tolist(), "targets")])
+
+    return benchmark_from_datasets(train=[ds(0), ds(1)], test=[ds(2), ds(3)])
+
+
+def _tensor_label_stream():
+    """Items (Tensor, Tensor, int): tensor labels plus Avalanche's task-label attribute."""
+    from avalanche.benchmarks import dataset_benchmark
+
+    def ds(seed):
+        d = blob_domain(12, 3, seed=seed)
+        return TensorDataset(d.images, d.labels)
+
+    return dataset_benchmark([ds(0), ds(1)], [ds(2), ds(3)])
+
+
+@pytest.mark.parametrize("make_stream, expected", [
+    (lambda: blob_stream("class"), (("Tensor",), ("int",), ("int",))),
+    (lambda: blob_stream("task"), (("Tensor",), ("int",), ("int",))),
+    (_no_task_stream, (("Tensor",), ("Tensor",))),
+    (_tensor_label_stream, (("Tensor",), ("Tensor",), ("int",))),
+], ids=["class-incremental", "task-incremental", "no-task-labels", "tensor-labels"])
+def test_items_have_the_stream_structure_and_collate_with_it(make_stream, expected):
+    bm = make_stream()
+    buffer = CondensedBuffer(15, **fast())  # 5 per class, then 2: selected, not all kept
+    for exp in bm.train_stream:
+        buffer.post_adapt(None, exp)
+        stream_item, memory_item = exp.dataset[0], buffer.buffer[0]
+        assert item_signature(memory_item) == item_signature(stream_item)
+        assert tuple(t[0] for t in item_signature(memory_item)) == tuple(e[0] for e in expected)
+        # what ReplayDataLoader relies on: one collate function for both
+        batch = default_collate([stream_item, memory_item])
+        assert batch[0].shape == (2, *stream_item[0].shape)
+    data = buffer.buffer
+    assert sorted(set(data.targets)) == sorted(set(int(t) for e in bm.train_stream for t in e.dataset.targets))
+    assert hasattr(data, "targets_task_labels") == hasattr(bm.train_stream[0].dataset, "targets_task_labels")
+
+
+def test_task_labels_are_kept_per_item():
+    bm = blob_stream("task", experiences=3, classes=2)
+    buffer = CondensedBuffer(60, **fast(ipc=4))
+    for exp in bm.train_stream:
+        buffer.post_adapt(None, exp)
+    data = buffer.buffer
+    tasks = list(data.targets_task_labels)
+    assert sorted(set(tasks)) == [0, 1, 2]
+    assert [tasks.count(t) for t in range(3)] == [8, 8, 8]  # 2 classes x 4 images per task
+    for i in range(len(data)):
+        assert data[i][2] == tasks[i]
+    # labels restart at 0 in each task, and each (task, class) is its own group
+    assert buffer.class_counts() == {(t, c): 4 for t in range(3) for c in range(2)}
+
+
+def test_fixed_budget_never_exceeded_and_class_balanced(digits_stream):
+    mem_size = 23
+    buffer = CondensedBuffer(mem_size, **fast())
+    expected_share = [11, 5, 3, 2, 2]  # 23 // (2, 4, 6, 8, 10) classes
+    for i, exp in enumerate(digits_stream.train_stream):
+        buffer.post_adapt(None, exp)
+        counts = buffer.class_counts()
+        assert len(buffer.buffer) == len(buffer) <= mem_size
+        assert set(counts.values()) == {expected_share[i]}, counts
+        assert len(counts) == 2 * (i + 1)
+
+
+def test_per_class_budget_grows_then_falls_back_to_the_equal_share(digits_stream):
+    buffer = CondensedBuffer(30, **fast(ipc=4))
+    sizes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for exp in digits_stream.train_stream:
+            buffer.post_adapt(None, exp)
+            sizes.append(len(buffer))
+            assert len(buffer) <= 30
+    assert sizes == [8, 16, 24, 24, 30]  # 4/class until 8 classes; then 30 // 10 = 3/class
+    assert set(buffer.class_counts().values()) == {3}
+    assert any("falling back to the equal share" in str(w.message) for w in caught)
+
+
+def test_mem_size_smaller_than_classes_is_a_clear_error(digits_stream):
+    buffer = CondensedBuffer(3, **fast())
+    buffer.post_adapt(None, digits_stream.train_stream[0])  # 2 classes fit
+    with pytest.raises(MemoryTooSmallError, match=r"mem_size=3 is smaller than the number of classes seen so far \(4"):
+        buffer.post_adapt(None, digits_stream.train_stream[1])
+    assert len(buffer) == 2 and len(buffer.class_counts()) == 2  # unchanged
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"method": "nope"}, "unknown method 'nope'; allowed: dc, dsa, dm, random, herding"),
+    ({"method": "mtt"}, "'mtt' is not available"),
+    ({"ipc": 0}, "ipc must be a positive integer"),
+    ({"preset": "fast"}, "unknown preset 'fast'; allowed: paper, cpu-quick"),
+    ({"net": "convnet-w8-bogus"}, "cannot parse 'bogus'"),
+])
+def test_bad_settings_name_the_value(bad, match):
+    with pytest.raises(ValueError, match=match):
+        CondensedBuffer(10, **bad)
+
+
+def test_bad_mem_size_and_unknown_keys():
+    with pytest.raises(ValueError, match="mem_size must be a positive integer, got 0"):
+        CondensedBuffer(0)
+    with pytest.raises(KeyError, match="unknown config key 'iters'"):
+        CondensedBuffer(10, iters=3)
+
+
+def test_class_with_fewer_images_than_its_share_is_stored_real():
+    from dc_plugins.avalanche.streams import stream_from_domains
+
+    d = blob_domain(20, 3)
+    keep = torch.cat([torch.nonzero(d.labels != 2).flatten(), torch.nonzero(d.labels == 2).flatten()[:3]])
+    small = d.subset(keep)  # class 2 has 3 images
+    bm = stream_from_domains([(small, small)], "class")
+    buffer = CondensedBuffer(15, **fast(method="dm", iterations=2))  # share 5 per class
+    with pytest.warns(UserWarning, match=r"classes \[2\] have no more real images \(\[3\]\) than their share of 5"):
+        buffer.post_adapt(None, bm.train_stream[0])
+    assert buffer.class_counts() == {(0, 0): 5, (0, 1): 5, (0, 2): 3}
+    stored = buffer.groups[(0, 0, 2)]
+    assert torch.equal(stored, small.images[small.labels == 2])  # the real images themselves
+
+
+def test_condensation_learns_new_images_reproducibly():
+    bm = blob_stream("class", experiences=1, classes=3)
+    real = torch.stack([bm.train_stream[0].dataset[i][0] for i in range(len(bm.train_stream[0].dataset))])
+    a = CondensedBuffer(9, **fast(method="dc", iterations=2, seed=3))
+    b = CondensedBuffer(9, **fast(method="dc", iterations=2, seed=3))
+    a.post_adapt(None, bm.train_stream[0])
+    b.post_adapt(None, bm.train_stream[0])
+    assert a.class_counts() == {(0, c): 3 for c in range(3)}
+    for key, images in a.groups.items():
+        assert torch.equal(images, b.groups[key])  # same seed, same set
+        # synthetic: no stored image is one of the real images
+        dist = torch.cdist(images.flatten(1), real.flatten(1))
+        assert dist.min() > 1e-3
+    assert a.history[0]["method"] == "dc" and a.history[0]["ipc"] == 3
+
+
+def test_cache_reuses_a_condensed_set(tmp_path):
+    bm = blob_stream("class", experiences=1, classes=2)
+    first = CondensedBuffer(6, **fast(method="dm", iterations=3, cache_dir=str(tmp_path)))
+    first.post_adapt(None, bm.train_stream[0])
+    second = CondensedBuffer(6, **fast(method="dm", iterations=3, cache_dir=str(tmp_path)))
+    second.post_adapt(None, bm.train_stream[0])
+    assert [h["cached"] for h in first.history + second.history] == [False, True]
+    assert all(torch.equal(first.groups[k], second.groups[k]) for k in first.groups)
+    other_seed = CondensedBuffer(6, **fast(method="dm", iterations=3, cache_dir=str(tmp_path), seed=1))
+    other_seed.post_adapt(None, bm.train_stream[0])
+    assert other_seed.history[0]["cached"] is False
+
+
+def test_resize_trims_and_refuses_too_small(digits_stream):
+    buffer = CondensedBuffer(40, **fast())
+    buffer.post_adapt(None, digits_stream.train_stream[0])
+    buffer.post_adapt(None, digits_stream.train_stream[1])
+    assert set(buffer.class_counts().values()) == {10}
+    buffer.resize(None, 13)
+    assert set(buffer.class_counts().values()) == {3} and len(buffer.buffer) == 12
+    with pytest.raises(MemoryTooSmallError):
+        buffer.resize(None, 3)
+    assert buffer.max_size == 13
+
+
+def test_config_from_yaml(tmp_path):
+    path = tmp_path / "replay.yaml"
+    path.write_text("replay:\n  method: dm\n  ipc: 5\n  iterations: 7\n  matching:\n    lr_img: 0.5\n")
+    cfg = CondensedReplayConfig.from_yaml(path, key="replay")
+    assert (cfg.method, cfg.ipc, cfg.iterations, cfg.matching.lr_img) == ("dm", 5, 7, 0.5)
+    assert cfg.resolved(5).iterations == 7
+    path.write_text("method: dc\nipc: -1\n")
+    with pytest.raises(ValueError, match="ipc must be a positive integer or None, got -1"):
+        CondensedReplayConfig.from_yaml(path)
+
+
+@pytest.fixture(scope="module")
+def digits_stream():
+    from dc_plugins.avalanche.streams import sklearn_digits_stream
+
+    return sklearn_digits_stream(5)

@@ -1,0 +1,162 @@
+"""strategies/: E2E factory, balanced fine-tuning, Avalanche's herding baseline, and the example."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.avalanche_util import TINY_NET, blob_stream, one_thread, quiet_evaluator, tiny_learner  # noqa: F401
+
+from avalanche.training.plugins import LwFPlugin, ReplayPlugin, SupervisedPlugin  # noqa: E402
+from avalanche.training.storage_policy import HerdingSelectionStrategy, ParametricBuffer  # noqa: E402
+
+from dc_plugins.avalanche import CondensedReplayConfig, CondensedReplayPlugin  # noqa: E402
+from strategies import BalancedFinetuningPlugin, E2EConfig, herding_buffer, make_e2e_strategy  # noqa: E402
+from strategies.models import MultiHeadConvNet, make_learner  # noqa: E402
+
+CONDENSED = CondensedReplayConfig(method="dm", iterations=2, net=TINY_NET, preset="cpu-quick", progress=False)
+
+
+def small(**kw) -> E2EConfig:
+    base = dict(mem_size=24, ipc=4, epochs=1, batch=16, finetune_epochs=2, lr=0.05)
+    base.update(kw)
+    return E2EConfig(**base)
+
+
+def test_factory_puts_the_plugins_in_e2e_order():
+    s = make_e2e_strategy(tiny_learner(6), small(memory="condensed", distillation=True, balanced_finetuning=True),
+                          condensed=CONDENSED, evaluator=quiet_evaluator())
+    kinds = [type(p) for p in s.plugins[:3]]
+    assert kinds == [CondensedReplayPlugin, BalancedFinetuningPlugin, LwFPlugin]
+    assert s.plugins[0].storage_policy.config.ipc == 4 and s.plugins[0].mem_size == 24
+
+    s = make_e2e_strategy(tiny_learner(6), small(memory="herding", distillation=False), evaluator=quiet_evaluator())
+    assert type(s.plugins[0]) is ReplayPlugin and isinstance(s.plugins[0].storage_policy, ParametricBuffer)
+    assert not any(isinstance(p, LwFPlugin) for p in s.plugins)
+
+    s = make_e2e_strategy(tiny_learner(6), small(memory="none"), evaluator=quiet_evaluator())
+    assert not any(isinstance(p, (ReplayPlugin, BalancedFinetuningPlugin)) for p in s.plugins)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(memory="reservoir"), "unknown memory 'reservoir'; allowed: none, herding, condensed"),
+    (dict(memory="none", balanced_finetuning=True), "needs memory 'herding' or 'condensed'"),
+    (dict(epochs=0), "epochs must be positive"),
+])
+def test_e2e_config_rejects_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        small(**bad)
+
+
+class ParamSnapshot(SupervisedPlugin):
+    def __init__(self):
+        super().__init__()
+        self.snapshots: list[list[torch.Tensor]] = []
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.snapshots.append([p.detach().clone() for p in strategy.model.parameters()])
+
+
+def test_balanced_finetuning_trains_on_the_memory_from_the_second_experience():
+    bm = blob_stream("class", experiences=3, classes=2)
+    model = tiny_learner(6)
+    cfg = small(memory="condensed", distillation=True, balanced_finetuning=True)
+    before, after = ParamSnapshot(), ParamSnapshot()
+    s = make_e2e_strategy(model, cfg, condensed=CONDENSED, evaluator=quiet_evaluator())
+    # snapshot around the fine-tuning plugin: replay, [before], fine-tuning, [after], LwF
+    s.plugins[1:2] = [before, s.plugins[1], after]
+    for exp in bm.train_stream:
+        s.train(exp)
+    bft = s.plugins[2]
+    assert bft.finetuned_experiences == [1, 2]
+    same = [all(torch.equal(a, b) for a, b in zip(x, y)) for x, y in zip(before.snapshots, after.snapshots)]
+    assert same == [True, False, False]
+    # LwF's teacher is the fine-tuned model
+    lwf = s.plugins[4].lwf
+    assert all(torch.equal(a, b) for a, b in zip(lwf.prev_model.parameters(), after.snapshots[-1]))
+
+
+def test_herding_buffer_keeps_real_exemplars_per_class():
+    bm = blob_stream("class", experiences=2, classes=2)
+    model = tiny_learner(4)
+    buffer = herding_buffer(model, 40, ipc=5)
+    assert isinstance(buffer.selection_strategy, HerdingSelectionStrategy)
+    s = make_e2e_strategy(model, small(memory="herding", mem_size=40, ipc=5, distillation=False),
+                          evaluator=quiet_evaluator())
+    for exp in bm.train_stream:
+        s.train(exp)
+    memory = s.plugins[0].storage_policy.buffer
+    targets = list(memory.targets)
+    assert sorted(targets.count(c) for c in range(4)) == [5, 5, 5, 5]  # fixed 5 per class
+    real = torch.stack([e.dataset[i][0] for e in bm.train_stream for i in range(len(e.dataset))]).flatten(1)
+    for i in range(len(memory)):
+        assert (real == memory[i][0].flatten()).all(1).any()  # exactly one of the real images
+    with pytest.raises(ValueError, match="no module 'backbone'"):
+        herding_buffer(model, 40, layer_name="backbone")
+    with pytest.raises(ValueError, match="ipc must be an integer in 1..mem_size=40, got 41"):
+        herding_buffer(model, 40, ipc=41)
+
+
+def test_multi_head_learner_in_a_task_incremental_stream():
+    bm = blob_stream("task", experiences=2, classes=2)
+    model = make_learner(TINY_NET, channels=1, image_size=8, num_classes=2, multi_head=True,
+                         generator=torch.Generator().manual_seed(0))
+    assert isinstance(model, MultiHeadConvNet)
+    s = make_e2e_strategy(model, small(memory="condensed", mem_size=16, distillation=True), condensed=CONDENSED,
+                          evaluator=quiet_evaluator())
+    for exp in bm.train_stream:
+        s.train(exp)
+    assert set(s.plugins[0].buffer.class_counts()) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    out = model(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 1]))
+    assert out.shape == (3, 2)
+
+
+def _load_example():
+    path = Path(__file__).resolve().parents[1] / "examples" / "continual_digits.py"
+    spec = importlib.util.spec_from_file_location("continual_digits_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_writes_the_table_csv_and_plot_and_resumes(tmp_path, capsys):
+    example = _load_example()
+    config = tmp_path / "cl.yaml"
+    config.write_text(
+        "stream: digits\ndigits_experiences: 2\nimage_size: 8\nchannels: 1\n"
+        f"memories: [none, dm]\ndistillation: [false]\nnet: {TINY_NET}\n"
+        "train: {mem_size: 20, ipc: 2, epochs: 1, batch: 64, balanced_finetuning: false}\n"
+        f"condense: {{iterations: 1, preset: cpu-quick, net: {TINY_NET}}}\n")
+    argv = ["--config", str(config), "--seeds", "0", "1", "--out", str(tmp_path / "out"), "--no-progress"]
+    rows = example.main(argv)
+    out = tmp_path / "out"
+    for name in ("table.md", "table.csv", "results.csv", "accuracy.png", "config.json"):
+        assert (out / name).is_file(), name
+    assert [(r["memory"], r["distillation"], r["seeds"]) for r in rows] == [("dm", False, 2), ("none", False, 2)]
+    with open(out / "results.csv") as f:
+        results = list(csv.DictReader(f))
+    assert len(results) == 2 * 2 * 2  # memories x seeds x stages
+    for r in results:
+        accs = [float(a) for a in r["accuracies"].split()]
+        assert len(accs) == int(r["stage"]) and abs(sum(accs) / len(accs) - float(r["mean_seen"])) < 1e-5
+    table = (out / "table.md").read_text()
+    assert "| dm | no | 2 |" in table and "±" in table
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    again = example.main(argv)  # finished runs are reused, not rerun
+    assert "done earlier" in capsys.readouterr().out and again == rows
+
+
+def test_example_config_errors_name_the_key(tmp_path):
+    example = _load_example()
+    with pytest.raises(KeyError, match="unknown config key 'epoch'"):
+        example.load_config(None, sets=["epoch=3"])
+    with pytest.raises(ValueError, match="memories \\['icarl'\\] not allowed"):
+        example.load_config(None, sets=["memories=[icarl]"])
+    cfg = example.load_config(str(Path(__file__).resolve().parents[1] / "examples" / "configs" / "continual_digits.yaml"),
+                              offline=True)
+    assert (cfg.stream, cfg.image_size, cfg.train.epochs, cfg.condense.iterations) == ("mnist-usps-digits", 16, 5, 10)

@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import torch
+
+from dc_plugins.cli import main
+from dc_plugins.synthetic import SyntheticSet
+
+
+def test_cli_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("net: convnet-w16-d2\nmatching:\n  batch_real: 16\n")
+    rc = main(["--config", str(cfg), "--method", "dsa", "--dataset", "digits", "--ipc", "2", "--iterations", "3",
+               "--eval-networks", "2", "--eval-epochs", "5", "--out", str(out), "--no-progress", "--image-size", "8",
+               "--set", "matching.lr_img=0.05"])
+    assert rc == 0
+    result = json.loads((out / "result.json").read_text())
+    for key in ("method", "dataset", "ipc", "iterations", "accuracy_mean", "accuracy_std", "accuracies",
+                "seconds_per_iteration"):
+        assert key in result
+    assert (result["method"], result["dataset"], result["ipc"], result["iterations"]) == ("dsa", "digits", 2, 3)
+    assert len(result["accuracies"]) == 2 and result["seconds_per_iteration"] > 0
+    assert result["config"]["matching"]["lr_img"] == 0.05 and result["config"]["matching"]["batch_real"] == 16
+    syn = SyntheticSet.load(out / "set.pt")
+    assert syn.images.shape == (20, 1, 8, 8) and syn.method == "dsa"
+    assert (out / "grid.png").stat().st_size > 0
+    assert "dsa digits ipc=2" in capsys.readouterr().out
+
+
+def test_cli_resume_continues_from_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = ["--method", "dm", "--dataset", "digits", "--ipc", "1", "--eval-networks", "0", "--out", str(out),
+            "--no-progress", "--net", "convnet-w8-d1"]
+    assert main(args + ["--iterations", "2"]) == 0
+    assert main(args + ["--iterations", "4", "--resume"]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["iteration"] == 4
+    assert json.loads((out / "result.json").read_text())["accuracy_mean"] is None
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["--method", "gan", "--out", str(tmp_path)]) == 2
+    assert "unknown method 'gan'" in capsys.readouterr().err
+    assert main(["--dataset", "mnist", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "mnist: files not found under root" in err and "nowhere" in err
+
+
+def test_python_dash_m_entry_point_prints_resolved_config():
+    out = subprocess.run([sys.executable, "-m", "dc_plugins", "--method", "dm", "--preset", "cpu-quick",
+                          "--print-config"], capture_output=True, text=True, check=True).stdout
+    cfg = json.loads(out)
+    assert cfg["iterations"] == 200 and cfg["matching"]["lr_img"] == 1.0

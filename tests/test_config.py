@@ -1,0 +1,55 @@
+import pytest
+
+from dc_plugins.config import RunConfig, apply_overrides, dc_loops, load_yaml, resolve
+
+
+def test_paper_preset_fills_published_settings():
+    cfg = resolve(RunConfig(method="dc", ipc=10))
+    assert (cfg.iterations, cfg.matching.lr_img, cfg.matching.batch_real, cfg.matching.init) == (1000, 0.1, 256, "noise")
+    assert cfg.image_size == 32 and cfg.eval.epochs is None
+    assert resolve(RunConfig(method="dm")).iterations == 20000
+    assert resolve(RunConfig(method="dsa")).matching.init == "real"
+    assert dc_loops(1) == (1, 1) and dc_loops(10) == (10, 50) and dc_loops(50) == (50, 10) and dc_loops(15) == (10, 50)
+
+
+def test_explicit_values_win_over_the_preset():
+    cfg = RunConfig(method="dc", ipc=1, preset="cpu-quick", iterations=7)
+    cfg.matching.batch_real = 128
+    r = resolve(cfg)
+    assert (r.iterations, r.matching.batch_real, r.matching.lr_img) == (7, 128, 0.1)
+    assert r.eval.epochs == 1000 and r.image_size == 28  # MNIST's native size
+    assert resolve(RunConfig(dataset="digits", preset="cpu-quick")).image_size == 16
+    assert cfg.matching.lr_img is None  # resolve() does not mutate its input
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: dm\nipc: 5\nmatching:\n  lr_img: 2.0\neval:\n  networks: 2\n")
+    cfg = load_yaml(path)
+    assert (cfg.method, cfg.ipc, cfg.matching.lr_img, cfg.eval.networks) == ("dm", 5, 2.0, 2)
+    apply_overrides(cfg, {"eval": {"epochs": "50"}, "iterations": "none"})
+    assert cfg.eval.epochs == 50 and cfg.iterations is None
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"method": "gan"}, "unknown method 'gan'; allowed: dc, dsa, dm, random"),
+    ({"ipc": 0}, "ipc must be a positive integer, got 0"),
+    ({"ipc": -3}, "ipc must be a positive integer, got -3"),
+    ({"preset": "fast"}, "unknown preset 'fast'; allowed: paper, cpu-quick"),
+])
+def test_bad_values_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        resolve(RunConfig(**change))
+
+
+def test_unknown_keys_and_bad_types_are_errors(tmp_path):
+    with pytest.raises(KeyError, match="unknown config key 'matching.lr'"):
+        apply_overrides(RunConfig(), {"matching": {"lr": 1}})
+    with pytest.raises(ValueError, match="ipc: cannot use 'ten'"):
+        apply_overrides(RunConfig(), {"ipc": "ten"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        load_yaml(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_yaml(tmp_path / "none.yaml")
