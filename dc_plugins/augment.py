@@ -153,20 +153,34 @@ def _cutout(x: torch.Tensor, ux: torch.Tensor, uy: torch.Tensor, ratio: float) -
 
 
 class DCAugment:
-    """The DC paper's evaluation augmentation: per image one of crop (shift up to 4 px),
-    scale (+-20 %), rotate (+-45 degrees) or Gaussian noise (std 0.001). Not differentiable by
-    design (it only augments training batches of the evaluated networks)."""
+    """The DC paper's evaluation augmentation: per image one family drawn from ``strategy`` —
+    crop (shift up to 4 px), scale (+-20 %), rotate (+-45 degrees) or Gaussian noise
+    (std 0.001). The DC code uses ``crop_scale_rotate`` for MNIST and ``crop_noise`` for
+    BatchNorm networks. What moves in is filled with the batch's channel mean, as there. Not
+    differentiable by design (it only augments training batches of evaluated networks)."""
 
+    FAMILIES = ("crop", "scale", "rotate", "noise")
     shift = 4
     scale = 0.2
     rotate_degrees = 45
     noise_std = 0.001
 
+    def __init__(self, strategy: str = "crop_scale_rotate_noise"):
+        families = tuple(f for f in strategy.split("_") if f)
+        unknown = [f for f in families if f not in self.FAMILIES]
+        if unknown or not families:
+            raise ValueError(f"unknown DC augmentation {unknown or strategy!r}; allowed: {', '.join(self.FAMILIES)}")
+        self.families = families
+
+    def __repr__(self) -> str:
+        return f"DCAugment({'_'.join(self.families)!r})"
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
-        choice = torch.randint(4, (n,), generator=generator)
+        pick = torch.randint(len(self.families), (n,), generator=generator)
+        choice = torch.tensor([self.FAMILIES.index(f) for f in self.families])[pick]
         u = torch.rand(n, 3, generator=generator)
-        # Build one affine matrix per image: identity for the noise choice.
+        # One affine matrix per image: identity for the noise choice.
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = 1.0
         crop = choice == 0
@@ -179,9 +193,8 @@ class DCAugment:
         ang = (u[rot, 2] * 2 - 1) * math.radians(self.rotate_degrees)
         theta[rot, 0, 0], theta[rot, 0, 1] = ang.cos(), ang.sin()
         theta[rot, 1, 0], theta[rot, 1, 1] = -ang.sin(), ang.cos()
-        # Fill what moves in with the image's background (its minimum), as a real shift would.
-        background = x.amin(dim=(1, 2, 3), keepdim=True)
-        out = _warp(x - background, theta.to(x.device, x.dtype)) + background
+        fill = x.mean(dim=(0, 2, 3), keepdim=True)
+        out = _warp(x - fill, theta.to(x.device, x.dtype)) + fill
         noise = (choice == 3).to(x.device).view(-1, 1, 1, 1)
         eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype) * self.noise_std
         return torch.where(noise, x + eps, out)

@@ -15,7 +15,6 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from .data import dataset_info
 
 __all__ = [
     "METHODS",
@@ -108,7 +107,7 @@ class RunConfig:
     device: str = "auto"
     out: str = "runs/condense"
     preset: str = "paper"
-    image_size: int | None = None       # None: preset (paper 32, cpu-quick the native size)
+    image_size: int | None = None       # None: the preset's (32: 28-px digits padded, as the papers)
     net: str = "convnet"
     download: bool = False
     checkpoint_minutes: float = 5.0
@@ -133,8 +132,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "*": {"selection.reference_epochs": 20, "image_size": 32},
     },
     # For 2-core CPUs: the DC-code yardstick budget at ipc 1 (100 outer iterations, 64 real
-    # images per class, native image size (>= 16) as the DC code runs MNIST at 28 px: 1.7x cheaper than
-    # 32 px here); at ipc >= 10 the inner loop is cut 10x and iterations to 10 so that one
+    # images per class, 32 px: the DC code's ConvNet pads 28-px digits to 32 in its first
+    # conv); at ipc >= 10 the inner loop is cut 10x and iterations to 10 so that one
     # condensation takes minutes; DM runs 200 iterations; evaluation trains 1000 epochs at
     # ipc < 10 and 300 at ipc >= 10.
     "cpu-quick": {
@@ -147,10 +146,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "dm": {"iterations": 200, "matching.lr_img": 1.0, "matching.batch_real": 64,
                "matching.init": "real"},
         "*": {"selection.reference_epochs": 3,
-              "eval.epochs": lambda c: 1000 if c.ipc < 10 else 300,
-              # native size, but at least 16 px: at 8 px three pooling blocks leave 1x1 features
-              # and gradient matching stalls
-              "image_size": lambda c: max(16, dataset_info(c.dataset).image_size)},
+              "eval.epochs": lambda c: 1000 if c.ipc < 10 else 300, "image_size": 32},
     },
 }
 

@@ -117,6 +117,10 @@ def embed(net: nn.Module, images: torch.Tensor, batch: int = 512) -> torch.Tenso
     return torch.cat([net.embed(images[i:i + batch]) for i in range(0, images.shape[0], batch)])
 
 
+# herding, k-center and forgetting of one dataset share one reference network per process
+_REFERENCE_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 class CoresetSelector:
     """Selects ``ipc`` real images per class; same interface as the matchers (``run``)."""
 
@@ -140,11 +144,17 @@ class CoresetSelector:
     def _scores(self, progress: bool):
         if self.method == "random":
             return None
-        net, counts = train_reference(self.real.images, self.real.labels, self.spec,
-                                      epochs=self.config.reference_epochs or 1, lr=self.config.reference_lr,
-                                      batch=self.config.reference_batch, generator=self.generator,
-                                      progress=progress)
-        return counts if self.method == "forgetting" else embed(net, self.real.images)
+        key = (self.real.images.data_ptr(), tuple(self.real.images.shape), float(self.real.images[::97].sum()), self.spec,
+               self.config.reference_epochs or 1, self.config.reference_lr, self.config.reference_batch, self.seed)
+        if key not in _REFERENCE_CACHE:
+            # Its own generator: the selection draws the same whether or not the cache was hit.
+            net, counts = train_reference(self.real.images, self.real.labels, self.spec, epochs=key[4],
+                                          lr=key[5], batch=key[6], generator=make_generator(self.seed),
+                                          progress=progress)
+            _REFERENCE_CACHE.clear()  # one network at a time: enough for a suite over methods
+            _REFERENCE_CACHE[key] = (embed(net, self.real.images), counts)
+        features, counts = _REFERENCE_CACHE[key]
+        return counts if self.method == "forgetting" else features
 
     def select(self, progress: bool = False) -> torch.Tensor:
         """Indices into the real data, ``ipc`` per class, classes in order."""

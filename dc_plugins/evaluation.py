@@ -65,7 +65,10 @@ def evaluation_augment(kind: str, method: str, dataset: str, spec: ConvNetSpec) 
     if kind == "dsa":
         return kind, DSAugment(flip=dataset not in DIGIT_DATASETS)
     if kind == "dc":
-        return kind, DCAugment()
+        # the DC code's choices: crop+noise for BatchNorm nets, crop/scale/rotate for digits
+        if spec.norm == "batch":
+            return kind, DCAugment("crop_noise")
+        return kind, DCAugment("crop_scale_rotate" if dataset in DIGIT_DATASETS else "crop_scale_rotate_noise")
     if kind == "none":
         return kind, None
     raise ValueError(f"unknown augmentation {kind!r}; allowed: auto, dsa, dc, none")

@@ -80,3 +80,19 @@ def test_dc_augment_is_reproducible_and_keeps_shape():
     b = aug(x, torch.Generator().manual_seed(3))
     assert a.shape == x.shape and torch.equal(a, b)
     assert not torch.equal(a, x)
+
+
+def test_dc_augment_strategies_follow_the_dc_code():
+    from dc_plugins.evaluation import evaluation_augment
+    from dc_plugins.models import ConvNetSpec
+
+    assert evaluation_augment("dc", "dc", "mnist", ConvNetSpec())[1].families == ("crop", "scale", "rotate")
+    assert evaluation_augment("dc", "dc", "mnist", ConvNetSpec(norm="batch"))[1].families == ("crop", "noise")
+    with pytest.raises(ValueError, match="unknown DC augmentation"):
+        DCAugment("crop_blur")
+
+
+def test_dc_augment_noise_only_is_tiny():
+    x = torch.randn(16, 1, 8, 8)
+    out = DCAugment("noise")(x, torch.Generator().manual_seed(0))
+    assert 0 < (out - x).abs().max() < 0.01

@@ -17,8 +17,7 @@ def test_explicit_values_win_over_the_preset():
     cfg.matching.batch_real = 128
     r = resolve(cfg)
     assert (r.iterations, r.matching.batch_real, r.matching.lr_img) == (7, 128, 0.1)
-    assert r.eval.epochs == 1000 and r.image_size == 28  # MNIST's native size
-    assert resolve(RunConfig(dataset="digits", preset="cpu-quick")).image_size == 16
+    assert r.eval.epochs == 1000 and r.image_size == 32  # 28-px digits padded, as the DC code
     assert cfg.matching.lr_img is None  # resolve() does not mutate its input
 
 

@@ -118,3 +118,11 @@ def test_proxy_file_for_another_dataset_or_shape_is_rejected(split, tmp_path):
 def test_bad_matching_override_is_a_clear_error(split, tmp_path):
     with pytest.raises(ValueError, match="matching allows: lr_img"):
         ProxyProvider(split, ProxyConfig(matching={"lr_image": 0.1}), tmp_path, progress=False)
+
+
+def test_iterations_per_method(split, tmp_path):
+    p = ProxyProvider(split, ProxyConfig(iterations={"dc": 3, "dm": 7}), tmp_path, progress=False)
+    assert p.iterations("dc") == 3 and p.iterations("dm") == 7 and p.iterations("random") is None
+    assert ProxyProvider(split, ProxyConfig(iterations=5), tmp_path, progress=False).iterations("dsa") == 5
+    with pytest.raises(ValueError, match=r"unknown methods \['mtm'\]"):
+        ProxyProvider(split, ProxyConfig(iterations={"mtm": 3}), tmp_path, progress=False)
