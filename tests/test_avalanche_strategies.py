@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,7 @@ def _load_example():
     path = Path(__file__).resolve().parents[1] / "examples" / "continual_digits.py"
     spec = importlib.util.spec_from_file_location("continual_digits_example", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
