@@ -70,11 +70,12 @@ class SpaceConfig:
 class ProxyConfig:
     """How condensed / selected proxies are made (the engine's ``condense``). ``matching`` and
     ``selection`` override fields of the engine's MatchingConfig / SelectionConfig; fields left
-    unset come from ``preset`` (``paper`` or ``cpu-quick``)."""
+    unset come from ``preset`` (``paper`` or ``cpu-quick``). ``iterations`` is one number for
+    every matcher or a mapping per method (``{dc: 100, dm: 2000}``); unset = the preset's."""
 
     ipc: int = 10
     preset: str = "paper"
-    iterations: int | None = None
+    iterations: int | dict | None = None
     seed: int = 0
     net: str = "convnet"
     cache_dir: str | None = None

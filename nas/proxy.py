@@ -146,6 +146,8 @@ class ProxyProvider:
         self.split, self.config, self.cache_dir, self.progress = split, config, Path(cache_dir), progress
         self._fingerprint: str | None = None
         self.built: list[str] = []  # labels built (not reused) by this provider, for reports and tests
+        for kind in SET_KINDS:
+            self.iterations(kind)  # bad values fail before any work
         try:
             MatchingConfig(**config.matching)
             SelectionConfig(**config.selection)
@@ -173,9 +175,22 @@ class ProxyProvider:
             cfg["file_sha256"] = _file_sha256(file)
         elif kind in SET_KINDS:
             c = self.config
-            cfg.update(ipc=c.ipc, preset=c.preset, iterations=c.iterations, seed=c.seed, net=c.net,
+            cfg.update(ipc=c.ipc, preset=c.preset, iterations=self.iterations(kind), seed=c.seed, net=c.net,
                        matching=c.matching, selection=c.selection)
         return cfg
+
+    def iterations(self, kind: str) -> int | None:
+        """The iterations for ``kind``: the number, the method's entry of the mapping, or None
+        (the preset decides)."""
+        its = self.config.iterations
+        if isinstance(its, dict):
+            unknown = [k for k in its if k not in SET_KINDS]
+            if unknown:
+                raise ValueError(f"proxy.iterations has unknown methods {unknown}; allowed: {', '.join(SET_KINDS)}")
+            its = its.get(kind)
+        if its is not None and (not isinstance(its, int) or its < 0):
+            raise ValueError(f"proxy.iterations for {kind} must be a non-negative integer, got {its!r}")
+        return its
 
     def get(self, entry: str) -> Proxy:
         """The proxy for one ``proxies`` entry, from the cache when its key matches."""
@@ -233,7 +248,7 @@ class ProxyProvider:
 
             c = self.config
             folder.mkdir(parents=True, exist_ok=True)
-            syn = condense(train, kind, c.ipc, iterations=c.iterations, preset=c.preset, seed=c.seed, net=c.net,
+            syn = condense(train, kind, c.ipc, iterations=self.iterations(kind), preset=c.preset, seed=c.seed, net=c.net,
                            matching=MatchingConfig(**c.matching), selection=SelectionConfig(**c.selection),
                            checkpoint=folder / "checkpoint.pt", resume=True, progress=self.progress)
             syn.save(folder / "set.pt")
