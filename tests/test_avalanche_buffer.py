@@ -175,9 +175,10 @@ def test_cache_reuses_a_condensed_set(tmp_path):
     second.post_adapt(None, bm.train_stream[0])
     assert [h["cached"] for h in first.history + second.history] == [False, True]
     assert all(torch.equal(first.groups[k], second.groups[k]) for k in first.groups)
-    other_seed = CondensedBuffer(6, **fast(method="dm", iterations=3, cache_dir=str(tmp_path), seed=1))
-    other_seed.post_adapt(None, bm.train_stream[0])
-    assert other_seed.history[0]["cached"] is False
+    for changed in (dict(seed=1), dict(iterations=4), dict(matching={"lr_img": 0.5})):
+        other = CondensedBuffer(6, **fast(**{"method": "dm", "iterations": 3, "cache_dir": str(tmp_path), **changed}))
+        other.post_adapt(None, bm.train_stream[0])
+        assert other.history[0]["cached"] is False, changed
 
 
 def test_resize_trims_and_refuses_too_small(digits_stream):

@@ -23,6 +23,7 @@ given as ``storage_policy`` to Avalanche's ``ReplayPlugin`` or used through
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -260,6 +261,9 @@ class CondensedBuffer(ExemplarsBuffer):
         h = hashlib.sha256()
         h.update(images.detach().cpu().contiguous().numpy().tobytes())
         h.update(labels.detach().cpu().contiguous().numpy().tobytes())
-        h.update(json.dumps({"run": cfg.to_dict(), "ipc": ipc, "seed": seed, "flip": self.config.flip},
-                            sort_keys=True, default=str).encode())
+        # only what shapes the set: unrelated engine defaults may change without invalidating it
+        settings = {"method": cfg.method, "ipc": ipc, "iterations": cfg.iterations, "net": cfg.net,
+                    "matching": dataclasses.asdict(cfg.matching), "selection": dataclasses.asdict(cfg.selection),
+                    "seed": seed, "flip": self.config.flip}
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return Path(self.config.cache_dir) / f"{cfg.method}-ipc{ipc}-{h.hexdigest()[:20]}.pt"
