@@ -209,3 +209,17 @@ def digits_stream():
     from dc_plugins.avalanche.streams import sklearn_digits_stream
 
     return sklearn_digits_stream(5)
+
+
+def test_one_class_experience_is_condensed_too():
+    """With a single class the matching network still gets two outputs, so DC's gradients are
+    not identically zero and the images move away from their initialisation."""
+    from dc_plugins.avalanche.streams import stream_from_domains
+
+    d = blob_domain(20, 1)
+    bm = stream_from_domains([(d, d)], "class")
+    buffer = CondensedBuffer(4, **fast(method="dc", iterations=2, matching={"init": "real"}))
+    buffer.post_adapt(None, bm.train_stream[0])
+    images = buffer.groups[(0, 0, 0)]
+    assert images.shape == (4, 1, 8, 8)
+    assert torch.cdist(images.flatten(1), d.images.flatten(1)).min() > 1e-3  # learned, not copied
