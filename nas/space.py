@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import itertools
 import random
+import warnings
 from typing import Iterable, Sequence
 
-from nni.mutable import Categorical, Constraint, ConstraintViolation, ensure_frozen
-from nni.nas.nn.pytorch import ModelSpace
-from nni.nas.space import model_context
+with warnings.catch_warnings():
+    # NNI 3.0 scans torch.nn on import and warns about newer torch classes that are not modules
+    # (Buffer, LinearCrossEntropyOptions); harmless for this space, which uses none of them.
+    warnings.filterwarnings("ignore", message=r".*is found to be not a nn.Module.*", category=RuntimeWarning)
+    from nni.mutable import Categorical, Constraint, ConstraintViolation, ensure_frozen
+    from nni.nas.nn.pytorch import ModelSpace
+    from nni.nas.space import model_context
 
 from dc_plugins.models import ACTIVATIONS, NORMS, POOLINGS, ConvNetSpec, make_convnet
 

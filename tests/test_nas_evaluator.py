@@ -8,7 +8,9 @@ import pytest
 
 pytest.importorskip("nni")
 
+import nas.space  # noqa: E402,F401  (imports NNI without its torch-version warnings)
 from nni.nas.space import SimplifiedModelSpace  # noqa: E402
+
 
 from nas.config import DataConfig, ProxyConfig, TrainConfig  # noqa: E402
 from nas.data import load_split  # noqa: E402

@@ -9,7 +9,9 @@ import torch
 
 pytest.importorskip("nni")
 
+import nas.space  # noqa: E402,F401  (imports NNI without its torch-version warnings)
 from nni.nas.space import SimplifiedModelSpace  # noqa: E402
+
 
 from dc_plugins.models import NORMS, POOLINGS, ConvNet  # noqa: E402
 from nas.space import (ConvNetSpace, arch_from_sample, check_space, grid_archs, make_space,  # noqa: E402
