@@ -160,6 +160,9 @@ class NasConfig:
         if e.engine == "sequential" and e.trial_concurrency != 1:
             raise ValueError("experiment.trial_concurrency must be 1 with the sequential engine; "
                              "use engine: ts for parallel trials")
+        if e.engine == "sequential" and e.max_trial_duration:
+            raise ValueError("experiment.max_trial_duration (a per-trial timeout) needs engine: ts; "
+                             "NNI's sequential engine would read it as a budget for the whole search")
         if not isinstance(e.training_service, dict) or "platform" not in e.training_service:
             raise ValueError("experiment.training_service must be a mapping with a 'platform' key, "
                              f"e.g. {{platform: local}}; got {e.training_service!r}")

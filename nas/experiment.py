@@ -87,7 +87,8 @@ def select_archs(config: NasConfig) -> list[str]:
 
 def _records_dir(out: Path, proxy: Proxy, config: NasConfig) -> Path:
     train_key = hashlib.sha256(json.dumps(dataclasses.asdict(config.train), sort_keys=True).encode()).hexdigest()
-    return out / "trials" / f"{proxy.label.replace(':', '-')}-{proxy.key[:12]}-{train_key[:8]}"
+    # Absolute: trials of the training-service engine run in other processes (and directories).
+    return (out / "trials" / f"{proxy.label.replace(':', '-')}-{proxy.key[:12]}-{train_key[:8]}").resolve()
 
 
 def _finished_records(records_dir: Path, archs: list[str], proxy: Proxy) -> dict[str, TrialRecord]:
@@ -124,8 +125,8 @@ def _experiment_config(config: NasConfig, n_trials: int, label: str):
     exp_cfg.experiment_name = f"dc-nas {label}"
     exp_cfg.experiment_working_directory = str(workdir)
     exp_cfg.max_trial_number = n_trials  # the grid size exactly (NNI can wait forever past it)
-    if e.max_trial_duration:
-        exp_cfg.max_trial_duration = e.max_trial_duration
+    if e.max_trial_duration and e.engine == "ts":
+        exp_cfg.max_trial_duration = e.max_trial_duration  # NNI kills a trial after this (e.g. "2h")
     return exp_cfg
 
 
