@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
-from .config import METHODS, PRESETS, RunConfig, apply_overrides, load_yaml, resolve
+from .config import METHODS, PRESETS, RunConfig, apply_overrides, load_yaml, nest, parse_assignment, resolve
 from .data import DATASETS, load_dataset
+from .device import resolve_device
 from .io import write_json
 
 __all__ = ["main", "build_parser", "config_from_args", "run"]
@@ -56,39 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _nest(dotted: str, value) -> dict:
-    out: dict = {}
-    node = out
-    *head, last = dotted.split(".")
-    for part in head:
-        node = node.setdefault(part, {})
-    node[last] = value
-    return out
-
-
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     cfg = load_yaml(args.config) if args.config else RunConfig()
     for flag, (field, _, _) in _FLAGS.items():
         value = getattr(args, flag.replace("-", "_"))
         if value is not None:
-            apply_overrides(cfg, _nest(field, value))
+            apply_overrides(cfg, nest(field, value))
     for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        apply_overrides(cfg, _nest(key.strip(), value.strip()))
+        apply_overrides(cfg, parse_assignment(item))
     if args.download:
         cfg.download = True
     return resolve(cfg)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
@@ -96,7 +74,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
     from .condense import make_condenser
     from .evaluation import evaluate_set
 
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     train = load_dataset(cfg.dataset, cfg.root, True, image_size=cfg.image_size, download=cfg.download, device=device)

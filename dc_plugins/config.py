@@ -30,6 +30,8 @@ __all__ = [
     "resolve",
     "load_yaml",
     "apply_overrides",
+    "nest",
+    "parse_assignment",
 ]
 
 MATCHING_METHODS = ("dc", "dsa", "dm")
@@ -235,6 +237,25 @@ def apply_overrides(cfg: Any, values: dict, prefix: str = "") -> Any:
         else:
             setattr(cfg, key_norm, _coerce(hints[key_norm], value, prefix + key_norm))
     return cfg
+
+
+def nest(dotted: str, value: Any) -> dict:
+    """``nest("eval.epochs", 5)`` -> ``{"eval": {"epochs": 5}}``, for :func:`apply_overrides`."""
+    out: dict = {}
+    node = out
+    *head, last = dotted.strip().split(".")
+    for part in head:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return out
+
+
+def parse_assignment(item: str) -> dict:
+    """A ``--set KEY=VALUE`` item as a nested mapping (the value is read as YAML)."""
+    if "=" not in item:
+        raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+    key, text = item.split("=", 1)
+    return nest(key, yaml.safe_load(text.strip()) if text.strip() else "")
 
 
 def load_yaml(path: str | os.PathLike, cfg: RunConfig | None = None) -> RunConfig:
