@@ -8,12 +8,10 @@ nested field (``--set matching.lr_img=0.05``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
-
 
 from .config import METHODS, PRESETS, RunConfig, apply_overrides, load_yaml, nest, parse_assignment, resolve
 from .data import DATASETS, load_dataset
