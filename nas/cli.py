@@ -78,9 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    else:  # NNI prints every checkpoint and start/stop at INFO; its experiment.log keeps them
-        from nni.runtime.log import silence_stdout
-        silence_stdout()
     warnings.filterwarnings("ignore", message=r".*is found to be not a nn.Module.*")
     try:
         if args.command == "score":
@@ -89,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
+        if not args.verbose:  # NNI prints every checkpoint and start/stop; experiment.log keeps them
+            from nni.runtime.log import silence_stdout
+            silence_stdout()
         if args.fresh:
             shutil.rmtree(Path(cfg.out) / "trials", ignore_errors=True)
         from .experiment import run_nas
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         print(f"dc-nas: interrupted ({err}); rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, KeyError, OSError, FloatingPointError) as err:
+        # OSError: missing files, and downloads that fail offline (urllib's URLError)
         print(f"dc-nas: error: {err}", file=sys.stderr)
         return 2
     for label, run in results.runs.items():

@@ -160,3 +160,5 @@ def test_cli_prints_config_and_reports_bad_input(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 3
     assert main(["--proxies", "whole,bogus", "--dataset", "digits", "--out", str(tmp_path)]) == 2
     assert "unknown proxy kind 'bogus'" in capsys.readouterr().err
+    assert main(["--dataset", "usps", "--root", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "usps: files not found" in capsys.readouterr().err
