@@ -161,4 +161,4 @@ def test_cli_prints_config_and_reports_bad_input(tmp_path, capsys):
     assert main(["--proxies", "whole,bogus", "--dataset", "digits", "--out", str(tmp_path)]) == 2
     assert "unknown proxy kind 'bogus'" in capsys.readouterr().err
     assert main(["--dataset", "usps", "--root", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
-    assert "usps: files not found" in capsys.readouterr().err
+    assert "usps.bz2" in capsys.readouterr().err   # names the missing file
