@@ -109,7 +109,7 @@ class RunConfig:
     device: str = "auto"
     out: str = "runs/condense"
     preset: str = "paper"
-    image_size: int | None = None       # None: the preset's (32: 28-px digits padded, as the papers)
+    image_size: int | None = None       # None: 28 for 28-px data (padded in the net), else 32
     net: str = "convnet"
     download: bool = False
     checkpoint_minutes: float = 5.0
@@ -119,6 +119,14 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _paper_size(cfg: "RunConfig") -> int:
+    """28-px datasets stay at 28 (the ConvNet pads them to 32 in its first conv, as the DC
+    code); everything else is resized to the ConvNet's 32 px."""
+    from .data import dataset_info
+
+    return 28 if dataset_info(cfg.dataset).image_size == 28 else 32
 
 
 # Values a preset fills in for fields left at None. Keys: method -> field path -> value; a callable
@@ -131,11 +139,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "matching.init": "real"},
         "dm": {"iterations": 20000, "matching.lr_img": 1.0, "matching.batch_real": 256,
                "matching.init": "real"},
-        "*": {"selection.reference_epochs": 20, "image_size": 32},
+        "*": {"selection.reference_epochs": 20, "image_size": _paper_size},
     },
     # For 2-core CPUs: the DC-code yardstick budget at ipc 1 (100 outer iterations, 64 real
-    # images per class, 32 px: the DC code's ConvNet pads 28-px digits to 32 in its first
-    # conv); at ipc >= 10 the inner loop is cut 10x and iterations to 10 so that one
+    # images per class, 28-px digits padded to 32 in the first conv as in the DC code); at
+    # ipc >= 10 the inner loop is cut 10x and iterations to 10 so that one
     # condensation takes minutes; DM runs 200 iterations; evaluation trains 1000 epochs at
     # ipc < 10 and 300 at ipc >= 10.
     "cpu-quick": {
@@ -148,7 +156,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "dm": {"iterations": 200, "matching.lr_img": 1.0, "matching.batch_real": 64,
                "matching.init": "real"},
         "*": {"selection.reference_epochs": 3,
-              "eval.epochs": lambda c: 1000 if c.ipc < 10 else 300, "image_size": 32},
+              "eval.epochs": lambda c: 1000 if c.ipc < 10 else 300, "image_size": _paper_size},
     },
 }
 

@@ -1,5 +1,6 @@
 """The ConvNet family of the dataset-condensation papers, built from a small spec.
 
+28-pixel inputs are padded to 32 inside the first convolution, as in the papers' code.
 One definition serves the matchers, the evaluation protocol and the NAS search space:
 ``depth`` blocks of [3x3 conv ``width`` channels -> norm -> activation -> 2x2 pool], then one
 linear classifier on the flattened features. The spec covers the whole NAS grid of the DC paper
@@ -142,8 +143,12 @@ class ConvNet(nn.Module):
         self.spec = spec
         layers: list[nn.Module] = []
         c, size = spec.channels, spec.image_size
-        for _ in range(spec.depth):
-            layers += [nn.Conv2d(c, spec.width, 3, padding=1),
+        for d in range(spec.depth):
+            # As in the DC code, 28-px images (MNIST & co.) are padded to 32 by the first
+            # convolution: the border stays zero in real and synthetic images alike.
+            pad = 3 if d == 0 and size == 28 else 1
+            size += 2 * (pad - 1)
+            layers += [nn.Conv2d(c, spec.width, 3, padding=pad),
                        _norm(spec.norm, spec.width, size),
                        _activation(spec.activation),
                        _pool(spec.pooling)]

@@ -6,7 +6,8 @@ from dc_plugins.config import RunConfig, apply_overrides, dc_loops, load_yaml, r
 def test_paper_preset_fills_published_settings():
     cfg = resolve(RunConfig(method="dc", ipc=10))
     assert (cfg.iterations, cfg.matching.lr_img, cfg.matching.batch_real, cfg.matching.init) == (1000, 0.1, 256, "noise")
-    assert cfg.image_size == 32 and cfg.eval.epochs is None
+    assert cfg.image_size == 28 and cfg.eval.epochs is None  # MNIST: padded inside the ConvNet
+    assert resolve(RunConfig(dataset="usps")).image_size == 32
     assert resolve(RunConfig(method="dm")).iterations == 20000
     assert resolve(RunConfig(method="dsa")).matching.init == "real"
     assert dc_loops(1) == (1, 1) and dc_loops(10) == (10, 50) and dc_loops(50) == (50, 10) and dc_loops(15) == (10, 50)
@@ -17,7 +18,7 @@ def test_explicit_values_win_over_the_preset():
     cfg.matching.batch_real = 128
     r = resolve(cfg)
     assert (r.iterations, r.matching.batch_real, r.matching.lr_img) == (7, 128, 0.1)
-    assert r.eval.epochs == 1000 and r.image_size == 32  # 28-px digits padded, as the DC code
+    assert r.eval.epochs == 1000 and r.image_size == 28
     assert cfg.matching.lr_img is None  # resolve() does not mutate its input
 
 

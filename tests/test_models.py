@@ -31,6 +31,13 @@ def test_paper_default_is_three_instance_norm_blocks_of_128():
     assert make_convnet(spec).embedding_dim == 128 * 4 * 4
 
 
+def test_28_px_inputs_are_padded_to_32_by_the_first_conv_as_in_the_dc_code():
+    net = make_convnet(ConvNetSpec(channels=1, image_size=28))
+    assert net.features[0].padding == (3, 3)
+    assert net.embedding_dim == 128 * 4 * 4
+    assert make_convnet(ConvNetSpec(channels=1, image_size=32)).features[0].padding == (1, 1)
+
+
 def test_spec_string_round_trip_and_errors():
     spec = ConvNetSpec(width=64, depth=2, norm="none", activation="sigmoid", pooling="none")
     assert ConvNetSpec.parse(str(spec)) == spec
