@@ -191,7 +191,7 @@ def load_dataset(
         root = Path(root).expanduser()
         try:
             x, y = _load_torchvision(info.name, root, train, download)
-        except RuntimeError as err:  # torchvision raises RuntimeError for missing/corrupt files
+        except (RuntimeError, FileNotFoundError) as err:  # torchvision's words for missing/corrupt files
             wanted = ", ".join(info.files) or "(torchvision layout)"
             raise DatasetNotFoundError(
                 f"{info.name}: files not found under root {str(root)!r} (expected {wanted}); "

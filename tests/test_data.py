@@ -38,6 +38,8 @@ def test_class_index_samples_distinct_images_of_one_class(digits_train):
 def test_missing_files_name_dataset_and_root(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"mnist: files not found under root .*" + tmp_path.name):
         load_dataset("mnist", tmp_path)
+    with pytest.raises(DatasetNotFoundError, match=r"usps: files not found under root .*usps\.bz2"):
+        load_dataset("usps", tmp_path)
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet", tmp_path)
 
