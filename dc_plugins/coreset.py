@@ -16,7 +16,6 @@ from .config import SelectionConfig
 from .data import ClassIndex, make_generator
 from .models import ConvNetSpec, make_convnet
 from .synthetic import SyntheticSet
-from .training import train_epoch
 
 __all__ = [
     "herding",
@@ -78,12 +77,13 @@ class ForgettingTracker:
     """Counts forgetting events (Toneva et al. 2019): a sample classified correctly at one
     presentation and wrongly at its next."""
 
-    def __init__(self, n: int):
-        self.previous = torch.zeros(n, dtype=torch.bool)
-        self.counts = torch.zeros(n, dtype=torch.long)
+    def __init__(self, n: int, device: torch.device | str | None = None):
+        # On the data's device: counting then never waits for the GPU.
+        self.previous = torch.zeros(n, dtype=torch.bool, device=device)
+        self.counts = torch.zeros(n, dtype=torch.long, device=device)
 
     def update(self, indices: torch.Tensor, correct: torch.Tensor) -> None:
-        indices, correct = indices.cpu(), correct.cpu()
+        indices, correct = indices.to(self.counts.device), correct.to(self.counts.device)
         self.counts[indices] += (self.previous[indices] & ~correct).long()
         self.previous[indices] = correct
 
@@ -96,7 +96,7 @@ def train_reference(images: torch.Tensor, labels: torch.Tensor, spec: ConvNetSpe
 
     net = make_convnet(spec, generator=generator, device=images.device)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    tracker = ForgettingTracker(images.shape[0])
+    tracker = ForgettingTracker(images.shape[0], images.device)
     for _ in tqdm(range(epochs), desc="reference network", disable=not progress, unit="epoch"):
         order = torch.randperm(images.shape[0], generator=generator).to(images.device)
         net.train()
@@ -169,7 +169,7 @@ class CoresetSelector:
             elif self.method == "kcenter":
                 pick = k_center(scores[idx], self.ipc)
             else:
-                pick = most_forgotten(scores[idx], self.ipc, self.generator)
+                pick = most_forgotten(scores[idx.to(scores.device)], self.ipc, self.generator)
             chosen.append(idx[pick.to(idx.device)])
         return torch.cat(chosen)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dc_plugins.config import METHODS
+from dc_plugins.config import METHODS, parse_assignment
 from dc_plugins.suite import Suite, format_table
 
 
@@ -27,18 +27,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/bench")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run, e.g. --set iterations=200 (repeatable)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 lets two benchmarks share a 2-core machine without OpenMP stalls)")
     args = p.parse_args(argv)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
+    overrides: dict = {}
+    for item in args.overrides:
+        _merge(overrides, parse_assignment(item))
     suite = Suite(args.datasets, args.ipc, args.methods, out=args.out, root=args.root, preset=args.preset,
-                  seed=args.seed, device=args.device, eval_networks=args.eval_networks)
+                  seed=args.seed, device=args.device, eval_networks=args.eval_networks, overrides=overrides)
     text = format_table(suite.run(log=lambda s: print(s, flush=True)))
     (Path(args.out) / "table.md").write_text(text + "\n")
     print(text)
     return 0
+
+
+def _merge(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import io
 import json
 import statistics
 import sys
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from dc_plugins.config import METHODS  # noqa: E402
+from dc_plugins.config import METHODS, parse_assignment  # noqa: E402
 from dc_plugins.io import atomic_path, write_json  # noqa: E402
 
 STREAMS = ("svhn-mnist-usps", "mnist-usps-digits", "digits")
@@ -85,47 +84,14 @@ class ContinualConfig:
         return self
 
 
-def _coerce_list(values: Any, kind: type, key: str) -> list:
-    if not isinstance(values, (list, tuple)):
-        values = [values]
-    out = []
-    for v in values:
-        if kind is bool and isinstance(v, str):
-            if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"{key}: {v!r} is not a boolean")
-            v = v.lower() in ("true", "1", "yes")
-        try:
-            out.append(kind(v))
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}: cannot use {v!r} (expected {kind.__name__})") from None
-    return out
-
-
 def fill(cfg: ContinualConfig, values: dict) -> ContinualConfig:
     """Apply a (nested) mapping to the config; unknown keys are an error naming the allowed ones."""
     from dc_plugins.config import apply_overrides
 
-    lists = {"memories": str, "distillation": bool, "seeds": int}
-    for key, value in values.items():
-        key = key.replace("-", "_")
-        if key == "offline":
-            continue  # applied by --offline
-        if key in lists:
-            setattr(cfg, key, _coerce_list(value, lists[key], key))
-        else:  # scalars are coerced to their declared types; train/condense recurse
-            apply_overrides(cfg, {key: value})
+    # "offline" is a section applied by --offline; the rest are fields, coerced to their types
+    apply_overrides(cfg, {k: v for k, v in values.items() if k != "offline"})
     cfg.train, cfg.condense = cfg.train.replace(), cfg.condense.replace()  # re-validate the sections
     return cfg
-
-
-def _nest(dotted: str, value: Any) -> dict:
-    out: dict = {}
-    node = out
-    *head, last = dotted.split(".")
-    for part in head:
-        node = node.setdefault(part, {})
-    node[last] = value
-    return out
 
 
 def load_config(path: str | None, *, offline: bool = False, sets: list[str] = ()) -> ContinualConfig:
@@ -146,12 +112,7 @@ def load_config(path: str | None, *, offline: bool = False, sets: list[str] = ()
         fill(cfg, {"stream": "mnist-usps-digits", "image_size": 28, "channels": 1})
         fill(cfg, data.get("offline") or {})
     for item in sets:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        value = yaml.safe_load(value.strip()) if key.split(".")[0] in ("memories", "distillation", "seeds") else value.strip()
-        fill(cfg, _nest(key, value))
+        fill(cfg, parse_assignment(item))
     return cfg.validate()
 
 

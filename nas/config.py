@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from dc_plugins.config import apply_overrides as apply_values  # one override/coercion for all CLIs
+from dc_plugins.config import parse_assignment
 from dc_plugins.models import ACTIVATIONS, NORMS, POOLINGS
 
 __all__ = [
@@ -174,100 +174,6 @@ class NasConfig:
 
 
 # -- YAML and overrides --------------------------------------------------------------------------
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    """Convert a YAML / CLI value to the declared type (``int | None``, ``list[int]``, ``dict``)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ValueError as err:
-                errors.append(str(err))
-        raise ValueError(errors[0] if errors else f"{key}: cannot use {value!r}")
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
-        (item,) = args or (Any,)
-        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if tp is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if tp is str:
-            if isinstance(value, (dict, list)):
-                raise ValueError(value)
-            return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: cannot use {value!r} (expected {_type_name(tp)})") from None
-    return value
-
-
-def apply_values(cfg: Any, values: dict, prefix: str = "") -> Any:
-    """Set (nested) fields of a config dataclass from a mapping; unknown keys are an error."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(type(cfg))
-    names = {f.name for f in fields(cfg)}
-    for key, value in values.items():
-        name = str(key).replace("-", "_")
-        if name not in names:
-            raise KeyError(f"unknown config key {prefix + str(key)!r}; allowed: {', '.join(sorted(names))}")
-        current = getattr(cfg, name)
-        if dataclasses.is_dataclass(current):
-            apply_values(current, value if value is not None else {}, prefix + name + ".")
-        else:
-            setattr(cfg, name, _coerce(hints[name], value, prefix + name))
-    return cfg
-
-
-def parse_assignment(item: str) -> dict:
-    """``"train.epochs=5"`` -> ``{"train": {"epochs": 5}}`` (the value is read as YAML)."""
-    if "=" not in item:
-        raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-    key, text = item.split("=", 1)
-    value = yaml.safe_load(text.strip()) if text.strip() else ""
-    out: dict = {}
-    node = out
-    *head, last = key.strip().split(".")
-    for part in head:
-        node = node.setdefault(part, {})
-    node[last] = value
-    return out
-
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[dict] | None = None) -> NasConfig:
     """Defaults, then the YAML file, then each override mapping; validated."""

@@ -17,6 +17,8 @@ import torch
 
 from dc_plugins.data import ImageDataset, load_dataset, make_generator
 
+from dc_plugins.device import resolve_device
+
 from .config import DataConfig
 
 __all__ = ["DataSplit", "load_split", "stratified_split", "data_fingerprint", "resolve_device"]
@@ -46,15 +48,6 @@ class DataSplit:
         return {"dataset": self.train.info.name, "train_images": len(self.train), "val_images": len(self.val),
                 "channels": self.channels, "image_size": self.image_size, "num_classes": self.num_classes,
                 "validation": self.config.validation}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use device: cpu or auto")
-    return dev
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,8 +16,16 @@ def test_networks_trained_on_a_small_real_set_beat_chance(digits_train, digits_t
     res = evaluate_set(real_subset(digits_train, 5), digits_test,
                        config=EvalConfig(networks=2, epochs=60, net="convnet-w32-d2"), progress=False)
     assert len(res.accuracies) == 2 and res.epochs == 60 and res.augment == "dc"
-    assert res.mean > 0.6
-    assert all(a > 0.9 for a in res.train_accuracies)
+    assert res.mean > 0.6  # chance is 0.1
+
+
+def test_without_augmentation_networks_fit_their_training_set(digits_train, digits_test):
+    # (DC's augmentation shifts up to 4 px: on 8-px digits the set is not fitted exactly, so the
+    # fitting check runs without it.)
+    res = evaluate_set(real_subset(digits_train, 5), digits_test,
+                       config=EvalConfig(networks=2, epochs=150, net="convnet-w32-d2", augment="none"), progress=False)
+    assert res.augment == "none" and res.mean > 0.6
+    assert all(a >= 0.98 for a in res.train_accuracies), res.train_accuracies
 
 
 def test_same_seed_same_result(digits_train, digits_test):

@@ -40,7 +40,7 @@ from ..matching import DistributionMatcher, GradientMatcher
 from ..models import ConvNetSpec
 from ..synthetic import CorruptSetError, SyntheticSet
 from .config import CondensedReplayConfig
-from .items import TASK_ATTR, ExperienceTensors, ItemLayout, materialise, memory_dataset
+from .items import TASK_ATTR, ItemLayout, materialise, memory_dataset
 
 __all__ = ["CondensedBuffer", "MemoryTooSmallError", "GroupKey"]
 
