@@ -307,11 +307,17 @@ def parse_assignment(item: str) -> dict:
     return nest(key, yaml.safe_load(text.strip()) if text.strip() else "")
 
 
-def load_yaml(path: str | os.PathLike, cfg: RunConfig | None = None) -> RunConfig:
+def read_yaml_mapping(path: str | os.PathLike) -> dict:
+    """A YAML config file's top-level mapping (an empty file is an empty mapping); every CLI of
+    the project reads its ``--config`` through this, so the errors are the same everywhere."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{str(path)!r} must hold a mapping of config keys, got {type(data).__name__}")
-    return apply_overrides(cfg or RunConfig(), data)
+    return data
+
+
+def load_yaml(path: str | os.PathLike, cfg: RunConfig | None = None) -> RunConfig:
+    return apply_overrides(cfg or RunConfig(), read_yaml_mapping(path))

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from dc_plugins.config import METHODS, parse_assignment  # noqa: E402
+from dc_plugins.config import METHODS, parse_assignment, read_yaml_mapping  # noqa: E402
 from dc_plugins.io import atomic_path, write_json  # noqa: E402
 
 STREAMS = ("svhn-mnist-usps", "mnist-usps-digits", "digits")
@@ -101,12 +101,7 @@ def load_config(path: str | None, *, offline: bool = False, sets: list[str] = ()
     cfg = ContinualConfig(train=E2EConfig(), condense=CondensedReplayConfig())
     data: dict = {}
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {path!r} does not exist")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path!r} must hold a mapping of config keys")
+        data = read_yaml_mapping(path)
     fill(cfg, data)
     if offline:
         fill(cfg, {"stream": "mnist-usps-digits", "image_size": 28, "channels": 1})

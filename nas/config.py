@@ -10,12 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from dc_plugins.config import apply_overrides as apply_values  # one override/coercion for all CLIs
-from dc_plugins.config import parse_assignment
+from dc_plugins.config import parse_assignment, read_yaml_mapping
 from dc_plugins.models import ACTIVATIONS, NORMS, POOLINGS
 
 __all__ = [
@@ -179,13 +176,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[dict] | N
     """Defaults, then the YAML file, then each override mapping; validated."""
     cfg = NasConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{str(path)!r} must hold a mapping of config keys, got {type(data).__name__}")
-        apply_values(cfg, data)
+        apply_values(cfg, read_yaml_mapping(path))
     for values in overrides or []:
         apply_values(cfg, values)
     return cfg.validate()

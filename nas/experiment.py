@@ -19,7 +19,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +143,37 @@ def _stop(exp) -> None:
         _logger.exception("stopping the NNI experiment failed")
 
 
+@contextmanager
+def _trial_progress(records_dir: Path, archs: list[str], label: str, *, done: int, enabled: bool,
+                    interval: float = 2.0):
+    """A tqdm bar of written trial records (finished or failed). Trials write their own records,
+    under either engine, so watching the folder needs no hook into NNI."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(archs), initial=done, desc=f"proxy {label}", unit="arch")
+    stop = threading.Event()
+
+    def count() -> int:
+        return sum(record_path(records_dir, a).exists() for a in archs)
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            bar.update(count() - bar.n)
+
+    thread = threading.Thread(target=watch, name=f"progress-{label}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.update(count() - bar.n)
+        bar.close()
+
+
 def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, config: NasConfig, *,
                          out: Path, function=evaluate_architecture) -> ProxyRun:
     """Train every architecture of ``archs`` on ``proxy`` in an NNI grid experiment.
@@ -168,7 +201,8 @@ def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, confi
         exp = NasExperiment(space, evaluator, GridSearch(shuffle=False),
                             _experiment_config(config, len(remaining), proxy.label))
         try:
-            ok = exp.run(port=config.experiment.port)
+            with _trial_progress(records_dir, archs, proxy.label, done=len(done), enabled=config.progress):
+                ok = exp.run(port=config.experiment.port)
         except BaseException:
             _stop(exp)
             raise

@@ -55,7 +55,7 @@ def crashing_for_one_arch(model, **kwargs):
     return evaluate_architecture(model, **kwargs)
 
 
-def test_grid_experiment_returns_every_trial_and_reports_failures(tmp_path):
+def test_grid_experiment_returns_every_trial_and_reports_failures(tmp_path, capsys):
     cfg = tiny_config(tmp_path)
     split = load_split(cfg.data)
     archs = select_archs(cfg)
@@ -69,10 +69,15 @@ def test_grid_experiment_returns_every_trial_and_reports_failures(tmp_path):
     assert run.experiment_id is not None
     assert all(len(r.intermediate) == 2 for a, r in run.records.items() if a != FAIL_ARCH)
 
-    # Rerun: finished trials are skipped, the failed one is retried (now with the real trial).
+    # Rerun: finished trials are skipped, the failed one is retried (now with the real trial);
+    # the progress bar starts at the 4 finished architectures and ends at 5.
+    cfg.progress = True
+    capsys.readouterr()
     again = run_proxy_experiment(archs, proxy, split, cfg, out=tmp_path / "out")
     assert sorted(again.skipped) == sorted(a for a in archs if a != FAIL_ARCH)
     assert again.failed == [] and len(again.finished) == 5
+    err = capsys.readouterr().err
+    assert "proxy random" in err and "4/5" in err and "5/5" in err
     assert again.records[archs[0]].accuracy == run.records[archs[0]].accuracy
 
     # Everything finished: no NNI experiment at all.
