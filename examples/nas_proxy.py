@@ -1,6 +1,6 @@
 """Reproduce the DC paper's NAS table: rank ConvNets with proxy training sets in NNI.
 
-    .venv/bin/python examples/nas_proxy.py --setting offline-reduced   # USPS, 2 CPU cores, ~1 h
+    .venv/bin/python examples/nas_proxy.py --setting offline-reduced   # USPS, 120 archs, 2 CPU cores, ~40 min
     .venv/bin/python examples/nas_proxy.py --setting cifar10-full      # CIFAR-10, 720 archs, GPU
     .venv/bin/python examples/nas_proxy.py --setting offline-reduced --tiny   # a 2-minute check
 
