@@ -84,7 +84,9 @@ class ProxyConfig:
 class TrainConfig:
     """How each trial trains: ``epochs`` on a proxy set, ``whole_epochs`` on the whole training
     part (the reference ranking); early stopping gets the compute of ``epochs`` on an
-    ``ipc``-per-class proxy. SGD as the evaluation protocol (lr x0.1 at half the budget)."""
+    ``ipc``-per-class proxy. SGD as the evaluation protocol (lr x0.1 at half the budget).
+    ``repeats`` > 1 trains each architecture that many times (seeds ``seed``, ``seed + 1``, ...)
+    and scores the mean: one short training ranks near-equal architectures mostly by its noise."""
 
     epochs: int = 100
     whole_epochs: int = 100
@@ -95,6 +97,7 @@ class TrainConfig:
     augment: str = "none"
     report_every: int = 10
     seed: int = 0
+    repeats: int = 1
 
 
 @dataclass
@@ -145,7 +148,7 @@ class NasConfig:
             raise ValueError(f"data.validation must be 'split' or 'test', got {d.validation!r}")
         if not 0 < d.val_fraction < 1:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
-        for key in ("epochs", "whole_epochs", "batch", "report_every"):
+        for key in ("epochs", "whole_epochs", "batch", "report_every", "repeats"):
             if getattr(t, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
         if t.augment not in ("none", "dc", "dsa"):

@@ -45,7 +45,8 @@ class TrialRecord:
     proxy: str
     proxy_key: str
     status: str                      # finished | failed
-    accuracy: float | None = None    # final validation accuracy in [0, 1]
+    accuracy: float | None = None    # final validation accuracy in [0, 1] (mean over repeats)
+    accuracies: list = dataclasses.field(default_factory=list)  # one per repeat (train.repeats)
     intermediate: list = dataclasses.field(default_factory=list)  # [[epoch, accuracy], ...]
     seconds: float = 0.0             # training + validation time of this trial
     steps: int = 0                   # SGD steps taken
@@ -80,8 +81,27 @@ def _budget(proxy: Proxy, cfg: TrainConfig, n_images: int, num_classes: int) -> 
 
 def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch.device | str = "cpu",
                        report=None, progress: bool = False) -> TrialRecord:
-    """Train ``net`` on ``proxy`` and return its record; ``report(epoch, accuracy)`` is called
-    every ``train.report_every`` epochs (and at the end). Works without NNI."""
+    """Train ``net`` on ``proxy`` ``train.repeats`` times (seeds ``train.seed + i``, fresh
+    weights each time) and return one record whose accuracy is the mean; ``report(epoch,
+    accuracy)`` is called every ``train.report_every`` epochs of the first repeat (NNI's
+    intermediate results are one curve). Works without NNI."""
+    record = None
+    for i in range(train.repeats):
+        run = _train_once(net, proxy, dataclasses.replace(train, seed=train.seed + i), device=device,
+                          report=report if i == 0 else None, progress=progress)
+        if record is None:
+            record = run
+        else:
+            record.seconds += run.seconds
+            record.steps += run.steps
+            record.images_seen += run.images_seen
+        record.accuracies.append(run.accuracy)
+    record.accuracy = sum(record.accuracies) / len(record.accuracies)
+    return record
+
+
+def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch.device | str,
+                report, progress: bool) -> TrialRecord:
     from tqdm.auto import tqdm
 
     device = torch.device(device)

@@ -66,6 +66,21 @@ def test_same_seed_same_accuracy_on_every_run(split, provider):
     assert a.accuracy == b.accuracy
 
 
+def test_repeats_average_runs_with_consecutive_seeds(split, provider):
+    import dataclasses
+
+    proxy = provider.get("random")
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    build = lambda: space.freeze(parse_arch(ARCHS[1]))  # noqa: E731
+    seed0 = train_architecture(build(), proxy, TRAIN)
+    seed1 = train_architecture(build(), proxy, dataclasses.replace(TRAIN, seed=1))
+    both = train_architecture(build(), proxy, dataclasses.replace(TRAIN, repeats=2))
+    assert both.accuracies == [seed0.accuracy, seed1.accuracy]
+    assert both.accuracy == pytest.approx((seed0.accuracy + seed1.accuracy) / 2)
+    assert both.steps == 2 * seed0.steps and both.images_seen == 2 * seed0.images_seen
+    assert both.intermediate == seed0.intermediate              # one curve: the first repeat's
+
+
 def test_whole_and_early_stopping_budgets(split, provider):
     space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
     whole = train_architecture(space.freeze(parse_arch(ARCHS[0])), provider.get("whole"), TRAIN)
