@@ -99,9 +99,7 @@ def load_config(path: str | None, *, offline: bool = False, sets: list[str] = ()
     from strategies import E2EConfig
 
     cfg = ContinualConfig(train=E2EConfig(), condense=CondensedReplayConfig())
-    data: dict = {}
-    if path:
-        data = read_yaml_mapping(path)
+    data = read_yaml_mapping(path) if path else {}
     fill(cfg, data)
     if offline:
         fill(cfg, {"stream": "mnist-usps-digits", "image_size": 28, "channels": 1})

@@ -85,16 +85,14 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
     weights each time) and return one record whose accuracy is the mean; ``report(epoch,
     accuracy)`` is called every ``train.report_every`` epochs of the first repeat (NNI's
     intermediate results are one curve). Works without NNI."""
-    record = None
-    for i in range(train.repeats):
+    record = _train_once(net, proxy, train, device=device, report=report, progress=progress)
+    record.accuracies.append(record.accuracy)
+    for i in range(1, train.repeats):
         run = _train_once(net, proxy, dataclasses.replace(train, seed=train.seed + i), device=device,
-                          report=report if i == 0 else None, progress=progress)
-        if record is None:
-            record = run
-        else:
-            record.seconds += run.seconds
-            record.steps += run.steps
-            record.images_seen += run.images_seen
+                          report=None, progress=progress)
+        record.seconds += run.seconds
+        record.steps += run.steps
+        record.images_seen += run.images_seen
         record.accuracies.append(run.accuracy)
     record.accuracy = sum(record.accuracies) / len(record.accuracies)
     return record
