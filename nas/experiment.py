@@ -88,7 +88,11 @@ def select_archs(config: NasConfig) -> list[str]:
 
 
 def _records_dir(out: Path, proxy: Proxy, config: NasConfig) -> Path:
-    train_key = hashlib.sha256(json.dumps(dataclasses.asdict(config.train), sort_keys=True).encode()).hexdigest()
+    train = dataclasses.asdict(config.train)
+    # Only the budget this proxy trains for enters its key: a longer reference training must not
+    # throw away the proxies' trials, nor a longer proxy training the reference's.
+    train.pop("epochs" if proxy.kind == "whole" else "whole_epochs")
+    train_key = hashlib.sha256(json.dumps(train, sort_keys=True).encode()).hexdigest()
     # Absolute: trials of the training-service engine run in other processes (and directories).
     return (out / "trials" / f"{proxy.label.replace(':', '-')}-{proxy.key[:12]}-{train_key[:8]}").resolve()
 

@@ -114,6 +114,18 @@ def test_run_nas_writes_results_scores_and_plot(tmp_path):
     assert "Spearman top-2" in (out / "scores.md").read_text()
 
 
+def test_changing_one_training_budget_retrains_only_the_proxies_it_concerns(tmp_path):
+    cfg = tiny_config(tmp_path, proxies=["whole", "random"])
+    run_nas(cfg)
+    # A longer reference: the whole-set trials run again, the random proxy's are reused.
+    longer_reference = run_nas(tiny_config(tmp_path, train={"whole_epochs": 2}))
+    assert longer_reference.runs["random"].skipped and not longer_reference.runs["whole"].skipped
+    assert len(longer_reference.runs["whole"].finished) == 5
+    # A longer proxy training: the other way round.
+    longer_proxy = run_nas(tiny_config(tmp_path, train={"whole_epochs": 2, "epochs": 4}))
+    assert len(longer_proxy.runs["whole"].skipped) == 5 and not longer_proxy.runs["random"].skipped
+
+
 def test_top_k_larger_than_the_space_fails_before_training(tmp_path):
     cfg = tiny_config(tmp_path, score={"top_k": ["30"]})
     with pytest.raises(ValueError, match="top-k '30' asks for 30 architectures, but only 5"):
