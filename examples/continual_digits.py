@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from dc_plugins.config import METHODS, parse_assignment, read_yaml_mapping  # noqa: E402
+from dc_plugins.device import resolve_device  # noqa: E402
 from dc_plugins.io import atomic_path, write_json  # noqa: E402
 
 STREAMS = ("svhn-mnist-usps", "mnist-usps-digits", "digits")
@@ -298,8 +299,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", message=".*QP solver.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", resolved)

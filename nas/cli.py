@@ -33,6 +33,7 @@ _FLAGS = {
     "whole-epochs": ("train.whole_epochs", int, "training epochs on the whole training part"),
     "engine": ("experiment.engine", str, "sequential (in-process) or ts (NNI training service)"),
     "device": ("device", str, "cpu, cuda, cuda:1 or auto"),
+    "threads": ("threads", int, "torch CPU threads (default: one per core)"),
 }
 
 

@@ -129,6 +129,7 @@ class ScoreConfig:
 class NasConfig:
     out: str = "runs/nas"
     device: str = "auto"
+    threads: int | None = None  # torch CPU threads of the run and of each trial (None: torch's default)
     proxies: list[str] = field(default_factory=lambda: ["whole", "random", "herding", "dc", "early-stopping"])
     progress: bool = True
     data: DataConfig = field(default_factory=DataConfig)
@@ -168,6 +169,8 @@ class NasConfig:
                              f"e.g. {{platform: local}}; got {e.training_service!r}")
         if not self.proxies:
             raise ValueError("proxies must list at least one proxy kind")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or null for torch's default), got {self.threads}")
         if self.space.max_archs is not None and self.space.max_archs < 1:
             raise ValueError(f"space.max_archs must be >= 1, got {self.space.max_archs}")
         return self

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from dc_plugins.data import make_generator
+from dc_plugins.device import torch_threads
 from dc_plugins.evaluation import evaluation_augment
 from dc_plugins.io import write_json
 from dc_plugins.models import ConvNet, reset_parameters
@@ -162,7 +163,7 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
 
 
 def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: str | None = None,
-                          device: str = "auto", progress: bool = False) -> float:
+                          device: str = "auto", threads: int | None = None, progress: bool = False) -> float:
     """NNI trial function: ``model`` is the frozen ConvNet NNI instantiated from the space.
 
     Args:
@@ -170,6 +171,7 @@ def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: s
         train: :class:`~nas.config.TrainConfig` fields as a dict.
         records: folder for this proxy's trial records (``<arch>.json``); None = no record.
         device: ``auto``, ``cpu``, ``cuda``...
+        threads: torch CPU threads for this trial (None: torch's default).
     """
     import nni
 
@@ -177,9 +179,10 @@ def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: s
     handle = Proxy.load(proxy)
     arch = getattr(getattr(model, "spec", None), "arch", type(model).__name__)
     try:
-        record = train_architecture(model, handle, cfg, device=resolve_device(device),
-                                    report=lambda epoch, acc: nni.report_intermediate_result(acc),
-                                    progress=progress)
+        with torch_threads(threads):
+            record = train_architecture(model, handle, cfg, device=resolve_device(device),
+                                        report=lambda epoch, acc: nni.report_intermediate_result(acc),
+                                        progress=progress)
     except Exception as err:
         if records is not None:
             failed = TrialRecord(arch=arch, proxy=handle.label, proxy_key=handle.key, status="failed",
@@ -193,7 +196,7 @@ def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: s
 
 
 def make_evaluator(proxy: Proxy | str, train: TrainConfig, *, records: str | Path | None = None,
-                   device: str = "auto", function=evaluate_architecture):
+                   device: str = "auto", threads: int | None = None, function=evaluate_architecture):
     """The NNI ``FunctionalEvaluator`` for one proxy (arguments: the descriptor path and plain dicts)."""
     from nni.nas.evaluator import FunctionalEvaluator
 
@@ -201,4 +204,5 @@ def make_evaluator(proxy: Proxy | str, train: TrainConfig, *, records: str | Pat
     if not path:
         raise ValueError("the proxy has not been saved; pass a Proxy from ProxyProvider.get or a descriptor path")
     return FunctionalEvaluator(function, proxy=str(path), train=dataclasses.asdict(train),
-                               records=str(records) if records is not None else None, device=device)
+                               records=str(records) if records is not None else None, device=device,
+                               threads=threads)

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dc_plugins.device import torch_threads
 from dc_plugins.io import atomic_path, write_json
 
 from .config import NasConfig
@@ -201,7 +202,7 @@ def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, confi
             record_path(records_dir, arch).unlink(missing_ok=True)
         space = make_space(split.channels, split.num_classes, split.image_size, remaining)
         evaluator = make_evaluator(proxy, config.train, records=records_dir, device=config.device,
-                                   function=function)
+                                   threads=config.threads, function=function)
         exp = NasExperiment(space, evaluator, GridSearch(shuffle=False),
                             _experiment_config(config, len(remaining), proxy.label))
         try:
@@ -268,7 +269,8 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
                              progress=config.progress)
     results = NasResults(config.to_dict(), split.describe(), archs, {}, out=str(out))
     for entry in config.proxies:
-        proxy = provider.get(entry)
+        with torch_threads(config.threads):  # building a proxy (condensation) runs in this process
+            proxy = provider.get(entry)
         _logger.info("proxy %s: %d images (%s)", proxy.label, proxy.num_images, "cached" if proxy.cached else "built")
         results.runs[proxy.label] = run_proxy_experiment(archs, proxy, split, config, out=out, function=function)
         write_results(results)  # partial results survive an interruption of later proxies

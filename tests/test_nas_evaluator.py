@@ -50,6 +50,23 @@ def test_evaluator_reports_final_result_under_mock_runtime(split, provider, tmp_
     assert rec.steps == 4 and rec.images_seen == 4 * 30     # 30 images, batch 64: one step per epoch
 
 
+def test_trial_trains_with_the_configured_threads_and_restores_them(split, provider):
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    evaluator = make_evaluator(provider.get("random"), TRAIN, device="cpu", threads=wanted)
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    frozen = SimplifiedModelSpace.from_model(space, evaluator).freeze(parse_arch(ARCHS[0]))
+    model = frozen.executable_model()
+    seen = []
+    model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    with evaluator.mock_runtime(frozen):
+        evaluator.evaluate(model)
+    assert seen and set(seen) == {wanted}
+    assert torch.get_num_threads() == before
+
+
 def test_evaluator_arguments_are_small_and_picklable(provider):
     import pickle
 

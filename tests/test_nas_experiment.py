@@ -153,6 +153,8 @@ def test_config_from_yaml_and_overrides(tmp_path):
         load_config(None, [{"experiment": {"engine": "slurm"}}])
     with pytest.raises(ValueError, match="trial_concurrency must be 1 with the sequential engine"):
         load_config(None, [{"experiment": {"trial_concurrency": 4}}])
+    with pytest.raises(ValueError, match="threads must be >= 1 .*got 0"):
+        load_config(None, [{"threads": 0}])
 
 
 def test_training_service_engine_config_for_remote_machines(tmp_path):
@@ -175,6 +177,8 @@ def test_training_service_engine_config_for_remote_machines(tmp_path):
 def test_cli_prints_config_and_reports_bad_input(tmp_path, capsys):
     assert main(["--print-config", "--set", "train.epochs=3", "--out", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 3
+    assert main(["--print-config", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["threads"] == 1
     assert main(["--proxies", "whole,bogus", "--dataset", "digits", "--out", str(tmp_path)]) == 2
     assert "unknown proxy kind 'bogus'" in capsys.readouterr().err
     assert main(["--dataset", "usps", "--root", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2

@@ -1,0 +1,33 @@
+"""Device strings and CPU thread limits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dc_plugins.device import resolve_device, torch_threads
+
+
+def test_resolve_device_names_what_is_allowed():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'; allowed: auto, cpu, cuda, cuda:N"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_torch_threads_limits_inside_and_restores_after_errors():
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(wanted):
+            assert torch.get_num_threads() == wanted
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be >= 1.*got 0"):
+        with torch_threads(0):
+            pass
