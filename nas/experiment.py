@@ -79,6 +79,7 @@ class NasResults:
     runs: dict[str, ProxyRun]
     scores: list[dict] = field(default_factory=list)
     out: str = ""
+    agreement: list[dict] = field(default_factory=list)  # seed-to-seed, runs with train.repeats >= 2
 
 
 def select_archs(config: NasConfig) -> list[str]:
@@ -250,7 +251,7 @@ def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, confi
 def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
     """Run the whole study described by ``config``; writes ``results.json``, ``results.csv``,
     ``scores.csv``, ``scores.md`` and ``scatter.png`` under ``config.out``."""
-    from .scoring import check_top_k, score_runs
+    from .scoring import check_top_k, repeat_agreement, score_runs
 
     config.validate()
     out = Path(config.out)
@@ -276,6 +277,7 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
         write_results(results)  # partial results survive an interruption of later proxies
     if reference in results.runs:
         results.scores = score_runs(results.runs, reference, config.score.top_k)
+        results.agreement = repeat_agreement(results.runs, config.score.top_k)
         write_results(results)
         if config.score.plot:
             from .scoring import scatter_plot
@@ -290,14 +292,15 @@ CSV_FIELDS = ("proxy", "arch", "status", "accuracy", "seconds", "steps", "images
 
 def write_results(results: NasResults) -> None:
     """``results.json`` (everything), ``results.csv`` (one row per trial) and, once scored,
-    ``scores.csv`` / ``scores.md``; all written atomically."""
-    from .scoring import SCORE_FIELDS, format_table
+    ``scores.csv`` / ``scores.md`` (with the seed-to-seed table when trials were repeated); all
+    written atomically."""
+    from .scoring import SCORE_FIELDS, format_agreement, format_table
 
     out = Path(results.out)
     payload = {"config": results.config, "data": results.data, "archs": results.archs,
                "proxies": {label: {**run.summary(), "trials": [r.to_dict() for r in run.records.values()]}
                            for label, run in results.runs.items()},
-               "scores": results.scores}
+               "scores": results.scores, "agreement": results.agreement}
     write_json(out / "results.json", payload)
     with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -315,7 +318,9 @@ def write_results(results: NasResults) -> None:
             for row in results.scores:
                 w.writerow({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in row.items()})
         with atomic_path(out / "scores.md") as tmp:
-            tmp.write_text(format_table(results.scores) + "\n")
+            agreement = format_agreement(results.agreement)
+            tmp.write_text(format_table(results.scores) + "\n"
+                           + (f"\nSeed-to-seed agreement (train.repeats):\n\n{agreement}\n" if agreement else ""))
 
 
 def load_results(out: str | Path) -> NasResults:
@@ -331,4 +336,5 @@ def load_results(out: str | Path) -> NasResults:
                       ipc=payload["config"]["proxy"]["ipc"], build_seconds=d["build_seconds"], config={})
         records = {t["arch"]: TrialRecord(**t) for t in d["trials"]}
         runs[label] = ProxyRun(proxy, records, experiment_id=d.get("experiment_id"), wall_seconds=d["wall_seconds"])
-    return NasResults(payload["config"], payload["data"], payload["archs"], runs, payload.get("scores", []), str(out))
+    return NasResults(payload["config"], payload["data"], payload["archs"], runs, payload.get("scores", []), str(out),
+                      payload.get("agreement", []))

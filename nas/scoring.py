@@ -19,7 +19,7 @@ from scipy.stats import spearmanr
 from dc_plugins.io import atomic_path
 
 __all__ = ["spearman", "parse_k", "check_top_k", "top_k", "score_proxy", "score_runs", "format_table",
-           "scatter_plot", "SCORE_FIELDS"]
+           "repeat_agreement", "format_agreement", "scatter_plot", "SCORE_FIELDS"]
 
 SCORE_FIELDS = ("proxy", "n", "spearman_all", "spearman_top", "top_k", "best_arch_by_proxy",
                 "best_arch_reference_accuracy", "best_reference_accuracy", "best_arch_proxy_accuracy",
@@ -103,6 +103,43 @@ def score_runs(runs: Mapping, reference: str = "whole", ks: Sequence[str | int] 
                    failed=len(run.failed))
         rows.append(row)
     return rows
+
+
+def repeat_agreement(runs: Mapping, ks: Sequence[str | int] = ("10", "30", "5%")) -> list[dict]:
+    """How far one training's ranking reproduces: for every run trained with ``train.repeats`` >= 2,
+    its second training's accuracies (seed ``seed + 1``) scored against its first's (top-k by the first).
+
+    For the reference run this is the ceiling any proxy can reach against a reference with that
+    noise; for a proxy it separates its training noise from its bias. Runs with one training per
+    architecture get no row."""
+    rows = []
+    for label, run in runs.items():
+        pairs = {a: r.accuracies for a, r in run.records.items() if r.status == "finished" and len(r.accuracies) >= 2}
+        if len(pairs) < 2:
+            continue
+        first = {a: acc[0] for a, acc in pairs.items()}
+        second = {a: acc[1] for a, acc in pairs.items()}
+        row = score_proxy(second, first, ks)
+        row["proxy"] = label
+        row["mean_abs_diff"] = float(np.mean([abs(second[a] - first[a]) for a in pairs]))
+        rows.append(row)
+    return rows
+
+
+def format_agreement(rows: list[dict]) -> str:
+    """Markdown table of :func:`repeat_agreement` rows ("" when there are none)."""
+    if not rows:
+        return ""
+    ks = list(rows[0]["spearman_top"])
+    head = (["run", "2nd vs 1st training: Spearman " + f"top-{ks[0]} (k={rows[0]['top_k'][ks[0]]})"]
+            + [f"top-{k} (k={rows[0]['top_k'][k]})" for k in ks[1:]]
+            + [f"all (n={rows[0]['n']})", "mean |diff| (points)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = ([r["proxy"]] + [_fmt(r["spearman_top"][k]) for k in ks]
+                 + [_fmt(r["spearman_all"]), _fmt(100 * r["mean_abs_diff"], 1)])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _fmt(v: float, digits: int = 2) -> str:

@@ -126,6 +126,19 @@ def test_changing_one_training_budget_retrains_only_the_proxies_it_concerns(tmp_
     assert len(longer_proxy.runs["whole"].skipped) == 5 and not longer_proxy.runs["random"].skipped
 
 
+def test_repeated_trainings_add_a_seed_to_seed_table(tmp_path):
+    cfg = tiny_config(tmp_path, train={"repeats": 2})
+    results = run_nas(cfg)
+    out = tmp_path / "out"
+    assert [r["proxy"] for r in results.agreement] == ["whole", "random"]
+    assert all(r["n"] == 5 and set(r["spearman_top"]) == {"3", "50%"} for r in results.agreement)
+    assert json.loads((out / "results.json").read_text())["agreement"][0]["proxy"] == "whole"
+    assert "Seed-to-seed agreement" in (out / "scores.md").read_text()
+    # Re-scoring recomputes it from the saved per-seed accuracies.
+    assert main(["score", "--out", str(out), "--top-k", "2"]) == 0
+    assert "top-2 (k=2)" in (out / "scores.md").read_text().split("Seed-to-seed")[1]
+
+
 def test_top_k_larger_than_the_space_fails_before_training(tmp_path):
     cfg = tiny_config(tmp_path, score={"top_k": ["30"]})
     with pytest.raises(ValueError, match="top-k '30' asks for 30 architectures, but only 5"):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
-from nas.scoring import format_table, parse_k, score_proxy, spearman, top_k
+from nas.scoring import format_agreement, format_table, parse_k, repeat_agreement, score_proxy, spearman, top_k
 
 
 def test_identical_ranking_is_one_and_reversed_is_minus_one():
@@ -73,3 +74,25 @@ def test_table_formats_every_row():
            "storage_images": 1000, "storage_bytes": 4000, "failed": 0}
     text = format_table([row])
     assert "| whole | a | 90.0 | 1.00 |" in text and "1,000" in text
+
+
+def _run(accuracies: dict[str, list[float]], failed: tuple[str, ...] = ()):
+    records = {a: SimpleNamespace(status="finished", accuracies=acc, accuracy=sum(acc) / len(acc))
+               for a, acc in accuracies.items()}
+    records.update({a: SimpleNamespace(status="failed", accuracies=[], accuracy=None) for a in failed})
+    return SimpleNamespace(records=records)
+
+
+def test_repeat_agreement_scores_the_second_seed_against_the_first():
+    # Seed 2 swaps the two best of seed 1 and keeps the rest: top-2 is -1, all four 0.8.
+    twice = _run({"a": [0.9, 0.8], "b": [0.8, 0.9], "c": [0.5, 0.5], "d": [0.2, 0.3]}, failed=("e",))
+    once = _run({"a": [0.9], "b": [0.8], "c": [0.5]})
+    rows = repeat_agreement({"whole": twice, "random": once}, ["2"])
+    assert [r["proxy"] for r in rows] == ["whole"]              # one training per arch: no row
+    row = rows[0]
+    assert row["n"] == 4 and row["spearman_top"]["2"] == pytest.approx(-1.0)
+    assert row["spearman_all"] == pytest.approx(0.8)
+    assert row["mean_abs_diff"] == pytest.approx((0.1 + 0.1 + 0.0 + 0.1) / 4)
+    text = format_agreement(rows)
+    assert "| whole | -1.00 | 0.80 | 7.5 |" in text and "top-2 (k=2)" in text
+    assert format_agreement([]) == ""
