@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(results.scores))
     if results.agreement:
-        print("\nSeed-to-seed agreement of each run (train.repeats):\n")
-        print(format_agreement(results.agreement))
+        print("\n" + format_agreement(results.agreement))
     print()
     print(PAPER)
     return 0

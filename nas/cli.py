@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if results.scores:
         print(format_table(results.scores))
     if results.agreement:
-        print("\nSeed-to-seed agreement (train.repeats):\n\n" + format_agreement(results.agreement))
+        print("\n" + format_agreement(results.agreement))
     print(f"results: {results.out}/results.json, results.csv, scores.md, scatter.png")
     return 0
 
@@ -130,7 +130,7 @@ def _score(args) -> int:
     scatter_plot(results.runs, reference, Path(cfg.out) / "scatter.png")
     print(format_table(results.scores))
     if results.agreement:
-        print("\nSeed-to-seed agreement (train.repeats):\n\n" + format_agreement(results.agreement))
+        print("\n" + format_agreement(results.agreement))
     return 0
 
 

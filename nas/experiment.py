@@ -320,7 +320,7 @@ def write_results(results: NasResults) -> None:
         with atomic_path(out / "scores.md") as tmp:
             agreement = format_agreement(results.agreement)
             tmp.write_text(format_table(results.scores) + "\n"
-                           + (f"\nSeed-to-seed agreement (train.repeats):\n\n{agreement}\n" if agreement else ""))
+                           + (f"\n{agreement}\n" if agreement else ""))
 
 
 def load_results(out: str | Path) -> NasResults:

@@ -127,14 +127,15 @@ def repeat_agreement(runs: Mapping, ks: Sequence[str | int] = ("10", "30", "5%")
 
 
 def format_agreement(rows: list[dict]) -> str:
-    """Markdown table of :func:`repeat_agreement` rows ("" when there are none)."""
+    """Markdown table of :func:`repeat_agreement` rows under its heading ("" when there are none)."""
     if not rows:
         return ""
     ks = list(rows[0]["spearman_top"])
     head = (["run", "2nd vs 1st training: Spearman " + f"top-{ks[0]} (k={rows[0]['top_k'][ks[0]]})"]
             + [f"top-{k} (k={rows[0]['top_k'][k]})" for k in ks[1:]]
-            + [f"all (n={rows[0]['n']})", "mean |diff| (points)"])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + [f"all (n={rows[0]['n']})", "mean abs. diff (points)"])
+    lines = ["Seed-to-seed agreement (train.repeats):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = ([r["proxy"]] + [_fmt(r["spearman_top"][k]) for k in ks]
                  + [_fmt(r["spearman_all"]), _fmt(100 * r["mean_abs_diff"], 1)])
