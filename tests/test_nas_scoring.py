@@ -95,4 +95,6 @@ def test_repeat_agreement_scores_the_second_seed_against_the_first():
     assert row["mean_abs_diff"] == pytest.approx((0.1 + 0.1 + 0.0 + 0.1) / 4)
     text = format_agreement(rows)
     assert "| whole | -1.00 | 0.80 | 7.5 |" in text and "top-2 (k=2)" in text
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len({line.count("|") for line in table}) == 1       # header and rows: same columns
     assert format_agreement([]) == ""
