@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fresh:
             shutil.rmtree(Path(cfg.out) / "trials", ignore_errors=True)
         from .experiment import run_nas
-        from .scoring import format_agreement, format_table
+        from .scoring import format_report
 
         results = run_nas(cfg)
     except KeyboardInterrupt as err:
@@ -109,28 +109,22 @@ def main(argv: list[str] | None = None) -> int:
         for arch in run.failed:
             print(f"  failed {arch}: {(run.records[arch].error or '').splitlines()[0]}")
     if results.scores:
-        print(format_table(results.scores))
-    if results.agreement:
-        print("\n" + format_agreement(results.agreement))
+        print(format_report(results.scores, results.agreement))
     print(f"results: {results.out}/results.json, results.csv, scores.md, scatter.png")
     return 0
 
 
 def _score(args) -> int:
-    from .experiment import load_results, write_results
-    from .scoring import format_agreement, format_table, repeat_agreement, scatter_plot, score_runs
+    from .experiment import load_results, score_results, write_results
+    from .scoring import format_report, scatter_plot
 
     cfg = _config(args)
     results = load_results(cfg.out)
     ks = [k.strip() for k in args.top_k.split(",")] if args.top_k else results.config["score"]["top_k"]
     reference = results.config["score"]["reference"]
-    results.scores = score_runs(results.runs, reference, ks)
-    results.agreement = repeat_agreement(results.runs, ks)
-    write_results(results)
+    write_results(score_results(results, reference, ks))
     scatter_plot(results.runs, reference, Path(cfg.out) / "scatter.png")
-    print(format_table(results.scores))
-    if results.agreement:
-        print("\n" + format_agreement(results.agreement))
+    print(format_report(results.scores, results.agreement))
     return 0
 
 

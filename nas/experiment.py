@@ -251,7 +251,7 @@ def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, confi
 def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
     """Run the whole study described by ``config``; writes ``results.json``, ``results.csv``,
     ``scores.csv``, ``scores.md`` and ``scatter.png`` under ``config.out``."""
-    from .scoring import check_top_k, repeat_agreement, score_runs
+    from .scoring import check_top_k
 
     config.validate()
     out = Path(config.out)
@@ -276,12 +276,20 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
         results.runs[proxy.label] = run_proxy_experiment(archs, proxy, split, config, out=out, function=function)
         write_results(results)  # partial results survive an interruption of later proxies
     if reference in results.runs:
-        results.scores = score_runs(results.runs, reference, config.score.top_k)
-        results.agreement = repeat_agreement(results.runs, config.score.top_k)
+        score_results(results, reference, config.score.top_k)
         write_results(results)
         if config.score.plot:
             from .scoring import scatter_plot
             scatter_plot(results.runs, reference, out / "scatter.png")
+    return results
+
+
+def score_results(results: NasResults, reference: str, ks) -> NasResults:
+    """Fill ``results.scores`` (each proxy against ``reference``) and ``results.agreement``."""
+    from .scoring import repeat_agreement, score_runs
+
+    results.scores = score_runs(results.runs, reference, ks)
+    results.agreement = repeat_agreement(results.runs, ks)
     return results
 
 
@@ -294,7 +302,7 @@ def write_results(results: NasResults) -> None:
     """``results.json`` (everything), ``results.csv`` (one row per trial) and, once scored,
     ``scores.csv`` / ``scores.md`` (with the seed-to-seed table when trials were repeated); all
     written atomically."""
-    from .scoring import SCORE_FIELDS, format_agreement, format_table
+    from .scoring import SCORE_FIELDS, format_report
 
     out = Path(results.out)
     payload = {"config": results.config, "data": results.data, "archs": results.archs,
@@ -318,9 +326,7 @@ def write_results(results: NasResults) -> None:
             for row in results.scores:
                 w.writerow({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in row.items()})
         with atomic_path(out / "scores.md") as tmp:
-            agreement = format_agreement(results.agreement)
-            tmp.write_text(format_table(results.scores) + "\n"
-                           + (f"\n{agreement}\n" if agreement else ""))
+            tmp.write_text(format_report(results.scores, results.agreement) + "\n")
 
 
 def load_results(out: str | Path) -> NasResults:

@@ -19,7 +19,7 @@ from scipy.stats import spearmanr
 from dc_plugins.io import atomic_path
 
 __all__ = ["spearman", "parse_k", "check_top_k", "top_k", "score_proxy", "score_runs", "format_table",
-           "repeat_agreement", "format_agreement", "scatter_plot", "SCORE_FIELDS"]
+           "repeat_agreement", "format_agreement", "format_report", "scatter_plot", "SCORE_FIELDS"]
 
 SCORE_FIELDS = ("proxy", "n", "spearman_all", "spearman_top", "top_k", "best_arch_by_proxy",
                 "best_arch_reference_accuracy", "best_reference_accuracy", "best_arch_proxy_accuracy",
@@ -141,6 +141,12 @@ def format_agreement(rows: list[dict]) -> str:
                  + [_fmt(r["spearman_all"]), _fmt(100 * r["mean_abs_diff"], 1)])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_report(scores: list[dict], agreement: list[dict]) -> str:
+    """The proxy table, then the seed-to-seed table when there is one (``scores.md``'s text)."""
+    agreement_text = format_agreement(agreement)
+    return format_table(scores) + (f"\n\n{agreement_text}" if agreement_text else "")
 
 
 def _fmt(v: float, digits: int = 2) -> str:
