@@ -137,8 +137,7 @@ def format_agreement(rows: list[dict]) -> str:
     lines = ["Seed-to-seed agreement (train.repeats):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = ([r["proxy"]] + [_fmt(r["spearman_top"][k]) for k in ks]
-                 + [_fmt(r["spearman_all"]), _fmt(100 * r["mean_abs_diff"], 1)])
+        cells = [r["proxy"], *_spearman_cells(r, rows[0], ks), _fmt(100 * r["mean_abs_diff"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -153,6 +152,15 @@ def _fmt(v: float, digits: int = 2) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _spearman_cells(row: dict, head_row: dict, ks: list[str]) -> list[str]:
+    """The top-k and all-architecture Spearman cells of ``row``. The header gives k and n from the
+    first row; a row scored over other counts (a proxy with failed trials) says its own."""
+    def cell(value: float, name: str, count: int, head_count: int) -> str:
+        return _fmt(value) + (f" ({name}={count})" if count != head_count else "")
+    return ([cell(row["spearman_top"][k], "k", row["top_k"][k], head_row["top_k"][k]) for k in ks]
+            + [cell(row["spearman_all"], "n", row["n"], head_row["n"])])
+
+
 def format_table(rows: list[dict]) -> str:
     """A Markdown table: accuracies in %, Spearman to 2 decimals, minutes, storage in images."""
     if not rows:
@@ -164,8 +172,8 @@ def format_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = ([r["proxy"], r["best_arch_by_proxy"], _fmt(100 * r["best_arch_reference_accuracy"], 1)]
-                 + [_fmt(r["spearman_top"][k]) for k in ks]
-                 + [_fmt(r["spearman_all"]), _fmt(r["train_minutes"], 1), _fmt(r["build_minutes"], 1),
+                 + _spearman_cells(r, rows[0], ks)
+                 + [_fmt(r["train_minutes"], 1), _fmt(r["build_minutes"], 1),
                     f"{r['storage_images']:,}", str(r["failed"])])
         lines.append("| " + " | ".join(cells) + " |")
     best = rows[0]["best_reference_accuracy"]

@@ -98,3 +98,17 @@ def test_repeat_agreement_scores_the_second_seed_against_the_first():
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in table}) == 1       # header and rows: same columns
     assert format_agreement([]) == ""
+
+
+def test_a_row_scored_over_fewer_architectures_says_its_own_counts():
+    # The header takes n and k from the first row; a proxy with a failed trial is scored over
+    # fewer architectures (here 3 of 4) and says so.
+    ref = {"a": 0.9, "b": 0.6, "c": 0.3, "d": 0.1}
+    extras = {"train_minutes": 1.0, "build_minutes": 0.0, "storage_images": 100, "storage_bytes": 400}
+    whole = {"proxy": "whole", **score_proxy(ref, ref, ["2"]), **extras, "failed": 0}
+    proxy = {"a": 0.8, "b": 0.7, "c": 0.2}                     # "d" failed under this proxy
+    dc = {"proxy": "dc", **score_proxy(proxy, ref, ["2"]), **extras, "failed": 1}
+    text = format_table([whole, dc])
+    assert "Spearman all (n=4)" in text
+    assert "| dc | a | 90.0 | 1.00 | 1.00 (n=3) |" in text
+    assert "| whole | a | 90.0 | 1.00 | 1.00 |" in text       # the header's counts: no annotation
