@@ -131,9 +131,8 @@ def format_agreement(rows: list[dict]) -> str:
     if not rows:
         return ""
     ks = list(rows[0]["spearman_top"])
-    head = (["run", "2nd vs 1st training: Spearman " + f"top-{ks[0]} (k={rows[0]['top_k'][ks[0]]})"]
-            + [f"top-{k} (k={rows[0]['top_k'][k]})" for k in ks[1:]]
-            + [f"all (n={rows[0]['n']})", "mean abs. diff (points)"])
+    first, *rest = _spearman_heads(rows[0], ks)
+    head = ["run", f"2nd vs 1st training: Spearman {first}", *rest, "mean abs. diff (points)"]
     lines = ["Seed-to-seed agreement (train.repeats):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -152,6 +151,11 @@ def _fmt(v: float, digits: int = 2) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _spearman_heads(head_row: dict, ks: list[str]) -> list[str]:
+    """Header labels of the Spearman columns, with ``head_row``'s k and n."""
+    return [f"top-{k} (k={head_row['top_k'][k]})" for k in ks] + [f"all (n={head_row['n']})"]
+
+
 def _spearman_cells(row: dict, head_row: dict, ks: list[str]) -> list[str]:
     """The top-k and all-architecture Spearman cells of ``row``. The header gives k and n from the
     first row; a row scored over other counts (a proxy with failed trials) says its own."""
@@ -167,8 +171,8 @@ def format_table(rows: list[dict]) -> str:
         return ""
     ks = list(rows[0]["spearman_top"])
     head = (["proxy", "best-by-proxy arch", "its whole-set acc. (%)"]
-            + [f"Spearman top-{k} (k={rows[0]['top_k'][k]})" for k in ks]
-            + [f"Spearman all (n={rows[0]['n']})", "train (min)", "build (min)", "storage (images)", "failed"])
+            + [f"Spearman {label}" for label in _spearman_heads(rows[0], ks)]
+            + ["train (min)", "build (min)", "storage (images)", "failed"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = ([r["proxy"], r["best_arch_by_proxy"], _fmt(100 * r["best_arch_reference_accuracy"], 1)]
