@@ -22,6 +22,7 @@ __all__ = [
     "DatasetInfo",
     "ImageDataset",
     "ClassIndex",
+    "subsample_per_class",
     "DatasetNotFoundError",
     "load_dataset",
     "dataset_info",
@@ -277,6 +278,18 @@ class ClassIndex:
         idx = self._indices[c]
         perm = torch.randperm(idx.numel(), generator=generator)[:n].to(idx.device)
         return idx[perm]
+
+
+def subsample_per_class(data: ImageDataset, per_class: int, generator: torch.Generator) -> ImageDataset:
+    """At most ``per_class`` random images of each class (all of a smaller class), in the
+    dataset's order; the draw depends only on ``generator``."""
+    if per_class <= 0:
+        raise ValueError(f"images per class must be positive, got {per_class}")
+    keep = []
+    for c in sorted(set(data.labels.tolist())):
+        idx = torch.nonzero(data.labels == c).flatten()
+        keep.append(idx[torch.randperm(idx.numel(), generator=generator)[:per_class].to(idx.device)])
+    return data.subset(torch.sort(torch.cat(keep)).values)
 
 
 def make_generator(seed: int) -> torch.Generator:

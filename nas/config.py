@@ -36,7 +36,9 @@ ENGINES = ("sequential", "ts")
 class DataConfig:
     """The real dataset: proxies are built from its training part, every trial validates on
     held-out real images (``validation: split`` = a stratified ``val_fraction`` of the training
-    split, drawn with ``split_seed``; ``validation: test`` = the dataset's test split)."""
+    split, drawn with ``split_seed``; ``validation: test`` = the dataset's test split).
+    ``train_per_class`` keeps that many random images of each class in the training part (a
+    data-limited reference, where architectures differ by more than on a saturated full set)."""
 
     dataset: str = "cifar10"
     root: str = "data"
@@ -46,6 +48,7 @@ class DataConfig:
     validation: str = "split"
     val_fraction: float = 0.1
     split_seed: int = 0
+    train_per_class: int | None = None
 
 
 @dataclass
@@ -149,6 +152,8 @@ class NasConfig:
             raise ValueError(f"data.validation must be 'split' or 'test', got {d.validation!r}")
         if not 0 < d.val_fraction < 1:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+        if d.train_per_class is not None and d.train_per_class < 1:
+            raise ValueError(f"data.train_per_class must be >= 1 (or null for every image), got {d.train_per_class}")
         for key in ("epochs", "whole_epochs", "batch", "report_every", "repeats"):
             if getattr(t, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dc_plugins.data import ImageDataset, load_dataset, make_generator
+from dc_plugins.data import ImageDataset, load_dataset, make_generator, subsample_per_class
 
 from dc_plugins.device import resolve_device
 
@@ -47,7 +47,7 @@ class DataSplit:
     def describe(self) -> dict:
         return {"dataset": self.train.info.name, "train_images": len(self.train), "val_images": len(self.val),
                 "channels": self.channels, "image_size": self.image_size, "num_classes": self.num_classes,
-                "validation": self.config.validation}
+                "validation": self.config.validation, "train_per_class": self.config.train_per_class}
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +68,9 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
 
 
 def load_split(config: DataConfig, device: torch.device | str = "cpu") -> DataSplit:
-    """Load the training part and the validation images (cached per process)."""
+    """Load the training part and the validation images (cached per process); with
+    ``train_per_class`` the training part keeps that many images of each class, drawn with
+    ``split_seed`` after the validation images are set aside."""
     key = json.dumps([dataclasses.asdict(config), str(device)], sort_keys=True)
     if key in _CACHE:
         return _CACHE[key]
@@ -83,9 +85,21 @@ def load_split(config: DataConfig, device: torch.device | str = "cpu") -> DataSp
         split = DataSplit(full.subset(keep), val, config)
     else:
         raise ValueError(f"data.validation must be 'split' or 'test', got {config.validation!r}")
+    if config.train_per_class is not None:
+        split.train = _limit_per_class(split.train, config.train_per_class, config.split_seed)
     _CACHE.clear()  # keep one split per process: datasets can be large
     _CACHE[key] = split
     return split
+
+
+def _limit_per_class(train: ImageDataset, per_class: int, seed: int) -> ImageDataset:
+    counts = torch.bincount(train.labels.cpu(), minlength=train.num_classes)
+    smallest = int(counts.min())
+    if not 1 <= per_class <= smallest:
+        raise ValueError(f"data.train_per_class={per_class}: the training part of {train.info.name} has "
+                         f"{smallest} images in its smallest class (class {int(counts.argmin())}); "
+                         f"allowed: 1..{smallest}, or null for every image")
+    return subsample_per_class(train, per_class, make_generator(seed))
 
 
 def data_fingerprint(split: DataSplit) -> str:

@@ -168,6 +168,8 @@ class ProxyProvider:
         data = dataclasses.asdict(self.split.config)
         data.pop("root", None)      # where the files are does not change them; the fingerprint does
         data.pop("download", None)
+        if data.get("train_per_class") is None:
+            data.pop("train_per_class", None)  # added later: proxies cached before it keep their keys
         cfg: dict = {"kind": kind, "data": data, "data_sha256": self.fingerprint, "version": __version__}
         if kind == "early-stopping":
             cfg["ipc"] = self.config.ipc

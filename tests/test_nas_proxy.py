@@ -9,6 +9,7 @@ import torch
 
 from dc_plugins.synthetic import SyntheticSet
 from nas.config import DataConfig, ProxyConfig
+import nas.data as nas_data
 from nas.data import load_split, stratified_split
 from nas.proxy import PROXY_KINDS, Proxy, ProxyProvider, early_stopping_steps, parse_proxy_entry
 
@@ -61,6 +62,31 @@ def test_cache_is_rebuilt_when_the_data_changes(split, tmp_path):
     other_split = load_split(dataclasses.replace(DATA, val_fraction=0.3))
     proxy = _provider(other_split, tmp_path).get("whole")
     assert proxy.key != base.key and proxy.num_images < base.num_images
+
+
+def test_train_per_class_limits_only_the_training_part_and_keys_the_proxy(split, tmp_path):
+    limited = load_split(dataclasses.replace(DATA, train_per_class=30))
+    assert torch.bincount(limited.train.labels).tolist() == [30] * 10
+    assert torch.equal(limited.val.labels, split.val.labels)          # validation images unchanged
+    full_rows = {tuple(x.flatten().tolist()) for x in split.train.images}
+    assert all(tuple(x.flatten().tolist()) in full_rows for x in limited.train.images)
+    nas_data._CACHE.clear()                                             # load from disk again
+    again = load_split(dataclasses.replace(DATA, train_per_class=30))
+    assert again is not limited and torch.equal(again.train.images, limited.train.images)  # seeded
+    base, proxy = _provider(split, tmp_path).get("whole"), _provider(limited, tmp_path).get("whole")
+    assert proxy.key != base.key and proxy.num_images == 300
+
+
+@pytest.mark.parametrize("per_class, match", [(0, r"train_per_class must be >= 1.*got 0"),
+                                              (10_000, r"train_per_class=10000.*allowed: 1\.\.\d+")])
+def test_bad_train_per_class_is_a_clear_error(per_class, match):
+    from nas.config import load_config
+
+    with pytest.raises(ValueError, match=match):
+        if per_class < 1:
+            load_config(overrides=[{"data": {"train_per_class": per_class}}])
+        else:
+            load_split(dataclasses.replace(DATA, train_per_class=per_class))
 
 
 def test_damaged_cache_entry_is_rebuilt(split, tmp_path):

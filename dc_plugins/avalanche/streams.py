@@ -29,7 +29,7 @@ from typing import Sequence
 
 import torch
 
-from ..data import ImageDataset, convert_images, load_dataset
+from ..data import ImageDataset, convert_images, load_dataset, subsample_per_class
 
 __all__ = [
     "SCENARIOS",
@@ -70,24 +70,16 @@ def load_domains(names: Sequence[str], root: str | os.PathLike | None, *, downlo
     a way to bound the cost of a stream; the test sets are always complete.
     Missing files raise :class:`~dc_plugins.data.DatasetNotFoundError` naming the files.
     """
+    if max_train_per_class is not None and max_train_per_class <= 0:
+        raise ValueError(f"max_train_per_class must be positive (or None for every image), got {max_train_per_class}")
     domains = []
     for name in names:
         train = load_dataset(name, root, True, image_size=image_size, channels=channels, download=download)
         test = load_dataset(name, root, False, image_size=image_size, channels=channels, download=download)
         if max_train_per_class is not None:
-            train = _subsample(train, max_train_per_class, generator or torch.Generator().manual_seed(0))
+            train = subsample_per_class(train, max_train_per_class, generator or torch.Generator().manual_seed(0))
         domains.append((train, test))
     return domains
-
-
-def _subsample(data: ImageDataset, per_class: int, generator: torch.Generator) -> ImageDataset:
-    if per_class <= 0:
-        raise ValueError(f"max_train_per_class must be positive, got {per_class}")
-    keep = []
-    for c in sorted(set(data.labels.tolist())):
-        idx = torch.nonzero(data.labels == c).flatten()
-        keep.append(idx[torch.randperm(idx.numel(), generator=generator)[:per_class]])
-    return data.subset(torch.sort(torch.cat(keep)).values)
 
 
 def _avalanche_dataset(data: ImageDataset):
