@@ -89,7 +89,10 @@ class TrainConfig:
     part (the reference ranking); early stopping gets the compute of ``epochs`` on an
     ``ipc``-per-class proxy. SGD as the evaluation protocol (lr x0.1 at half the budget).
     ``repeats`` > 1 trains each architecture that many times (seeds ``seed``, ``seed + 1``, ...)
-    and scores the mean: one short training ranks near-equal architectures mostly by its noise."""
+    and scores the mean: one short training ranks near-equal architectures mostly by its noise.
+    ``augment`` (none, dc, dsa) applies to every trial; ``proxy_augment``, when set, replaces it
+    for the proxies' trials only, so the reference keeps its training while ten images per class
+    are trained as the condensation papers evaluate them (``dc``: crop/scale/rotate on digits)."""
 
     epochs: int = 100
     whole_epochs: int = 100
@@ -98,9 +101,16 @@ class TrainConfig:
     weight_decay: float = 5e-4
     batch: int = 256
     augment: str = "none"
+    proxy_augment: str | None = None
     report_every: int = 10
     seed: int = 0
     repeats: int = 1
+
+    def augment_for(self, proxy_kind: str) -> str:
+        """The augmentation a trial of this proxy kind trains with."""
+        if proxy_kind == "whole" or self.proxy_augment is None:
+            return self.augment
+        return self.proxy_augment
 
 
 @dataclass
@@ -159,6 +169,9 @@ class NasConfig:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
         if t.augment not in ("none", "dc", "dsa"):
             raise ValueError(f"train.augment must be none, dc or dsa, got {t.augment!r}")
+        if t.proxy_augment not in (None, "none", "dc", "dsa"):
+            raise ValueError(f"train.proxy_augment must be none, dc or dsa (or unset: train.augment), "
+                             f"got {t.proxy_augment!r}")
         if self.proxy.ipc < 1:
             raise ValueError(f"proxy.ipc must be >= 1, got {self.proxy.ipc}")
         if e.engine not in ENGINES:

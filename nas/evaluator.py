@@ -117,7 +117,7 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
         syn.check_compatible(split.channels, split.image_size, split.num_classes)
         images, labels = syn.images.to(device), syn.labels.to(device)
     method = proxy.kind if proxy.set_path is not None else "real"
-    _, augment = evaluation_augment(train.augment, method, split.train.info.name, spec)
+    _, augment = evaluation_augment(train.augment_for(proxy.kind), method, split.train.info.name, spec)
 
     generator = make_generator(train.seed)
     reset_parameters(net, generator)

@@ -126,6 +126,27 @@ def test_changing_one_training_budget_retrains_only_the_proxies_it_concerns(tmp_
     assert len(longer_proxy.runs["whole"].skipped) == 5 and not longer_proxy.runs["random"].skipped
 
 
+def test_proxy_augment_trains_only_the_proxies_with_it(tmp_path, monkeypatch):
+    import nas.evaluator as evaluator
+
+    plain = run_nas(tiny_config(tmp_path, proxies=["whole", "random"]))
+    used = []
+    real_augment = evaluator.evaluation_augment
+    monkeypatch.setattr(evaluator, "evaluation_augment",
+                        lambda kind, *args: used.append(kind) or real_augment(kind, *args))
+    augmented = run_nas(tiny_config(tmp_path, proxies=["whole", "random"], train={"proxy_augment": "dc"}))
+    # The reference is reused untouched; the proxy retrains, with DC augmentation, to other results.
+    assert len(augmented.runs["whole"].skipped) == 5 and not augmented.runs["random"].skipped
+    assert used == ["dc"] * 5
+    assert augmented.runs["random"].finished != plain.runs["random"].finished
+    # Naming the reference's own augmentation is the same training as leaving it unset.
+    same = run_nas(tiny_config(tmp_path, proxies=["whole", "random"], train={"proxy_augment": "none"}))
+    assert len(same.runs["random"].skipped) == 5
+    assert same.runs["random"].finished == plain.runs["random"].finished
+    with pytest.raises(ValueError, match="train.proxy_augment must be none, dc or dsa .* got 'flip'"):
+        tiny_config(tmp_path, train={"proxy_augment": "flip"})
+
+
 def test_repeated_trainings_add_a_seed_to_seed_table(tmp_path):
     cfg = tiny_config(tmp_path, train={"repeats": 2})
     results = run_nas(cfg)
