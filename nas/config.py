@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 ENGINES = ("sequential", "ts")
+AUGMENTS = ("none", "dc", "dsa")  # a trial's training augmentation (dc_plugins.evaluation)
 
 
 @dataclass
@@ -167,9 +168,9 @@ class NasConfig:
         for key in ("epochs", "whole_epochs", "batch", "report_every", "repeats"):
             if getattr(t, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
-        if t.augment not in ("none", "dc", "dsa"):
+        if t.augment not in AUGMENTS:
             raise ValueError(f"train.augment must be none, dc or dsa, got {t.augment!r}")
-        if t.proxy_augment not in (None, "none", "dc", "dsa"):
+        if t.proxy_augment is not None and t.proxy_augment not in AUGMENTS:
             raise ValueError(f"train.proxy_augment must be none, dc or dsa (or unset: train.augment), "
                              f"got {t.proxy_augment!r}")
         if self.proxy.ipc < 1:
