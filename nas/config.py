@@ -91,6 +91,7 @@ class TrainConfig:
     ``ipc``-per-class proxy. SGD as the evaluation protocol (lr x0.1 at half the budget).
     ``repeats`` > 1 trains each architecture that many times (seeds ``seed``, ``seed + 1``, ...)
     and scores the mean: one short training ranks near-equal architectures mostly by its noise.
+    Raising ``repeats`` later keeps the trainings done (the first seeds are the same).
     ``augment`` (none, dc, dsa) applies to every trial; ``proxy_augment``, when set, replaces it
     for the proxies' trials only, so the reference keeps its training while ten images per class
     are trained as the condensation papers evaluate them (``dc``: crop/scale/rotate on digits)."""

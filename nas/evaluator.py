@@ -6,7 +6,10 @@ dicts), as NNI pickles them for every trial. It reports the validation accuracy 
 ``report_every`` epochs (``nni.report_intermediate_result``) and at the end
 (``nni.report_final_result``), and writes a trial record (JSON, atomic) so that an interrupted
 run can skip finished architectures. A failing trial writes a ``failed`` record and re-raises,
-so that NNI marks it failed; the experiment goes on with the next architecture.
+so that NNI marks it failed; the experiment goes on with the next architecture. With
+``train.repeats`` > 1 the record is written after every training (status ``partial``), and a
+trial that finds a partial record trains only the seeds it lacks: an interrupted trial, or a
+rerun with more repeats, keeps the trainings already done.
 
 Training is the evaluation protocol's SGD (momentum, weight decay, lr x0.1 at half the budget)
 with the engine's ``train_epoch``; the network is re-initialised from ``train.seed`` so that an
@@ -45,7 +48,7 @@ class TrialRecord:
     arch: str
     proxy: str
     proxy_key: str
-    status: str                      # finished | failed
+    status: str                      # finished | failed | partial (some of train.repeats done)
     accuracy: float | None = None    # final validation accuracy in [0, 1] (mean over repeats)
     accuracies: list = dataclasses.field(default_factory=list)  # one per repeat (train.repeats)
     intermediate: list = dataclasses.field(default_factory=list)  # [[epoch, accuracy], ...]
@@ -81,20 +84,39 @@ def _budget(proxy: Proxy, cfg: TrainConfig, n_images: int, num_classes: int) -> 
 
 
 def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch.device | str = "cpu",
-                       report=None, progress: bool = False) -> TrialRecord:
+                       report=None, progress: bool = False, done: TrialRecord | None = None,
+                       checkpoint=None) -> TrialRecord:
     """Train ``net`` on ``proxy`` ``train.repeats`` times (seeds ``train.seed + i``, fresh
     weights each time) and return one record whose accuracy is the mean; ``report(epoch,
     accuracy)`` is called every ``train.report_every`` epochs of the first repeat (NNI's
-    intermediate results are one curve). Works without NNI."""
-    record = _train_once(net, proxy, train, device=device, report=report, progress=progress)
-    record.accuracies.append(record.accuracy)
-    for i in range(1, train.repeats):
+    intermediate results are one curve). Works without NNI.
+
+    ``done``: a record of this architecture, proxy and training whose ``accuracies`` hold the
+    first trainings (seeds ``train.seed``, ``train.seed + 1``, ...); only the rest are trained.
+    Each training is independent of the others, so the result is the one a single run gives.
+    ``checkpoint(record)`` is called with a ``partial`` record after every training but the last.
+    """
+    record = None
+    if done is not None and done.accuracies:
+        if len(done.accuracies) > train.repeats:
+            raise ValueError(f"the earlier record of {done.arch} has {len(done.accuracies)} trainings, more than "
+                             f"train.repeats={train.repeats}")
+        record = dataclasses.replace(done, accuracies=list(done.accuracies), intermediate=list(done.intermediate),
+                                     error=None)
+    for i in range(len(record.accuracies) if record else 0, train.repeats):
         run = _train_once(net, proxy, dataclasses.replace(train, seed=train.seed + i), device=device,
-                          report=None, progress=progress)
-        record.seconds += run.seconds
-        record.steps += run.steps
-        record.images_seen += run.images_seen
+                          report=report if i == 0 else None, progress=progress)
+        if record is None:
+            record = run
+        else:
+            record.seconds += run.seconds
+            record.steps += run.steps
+            record.images_seen += run.images_seen
         record.accuracies.append(run.accuracy)
+        if checkpoint is not None and len(record.accuracies) < train.repeats:
+            record.status = "partial"
+            checkpoint(record)
+    record.status = "finished"
     record.accuracy = sum(record.accuracies) / len(record.accuracies)
     return record
 
@@ -178,11 +200,17 @@ def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: s
     cfg = TrainConfig(**train)
     handle = Proxy.load(proxy)
     arch = getattr(getattr(model, "spec", None), "arch", type(model).__name__)
+    done, checkpoint = None, None
+    if records is not None:
+        done = read_record(record_path(records, arch))
+        if done is None or done.status != "partial" or done.proxy_key != handle.key or done.arch != arch:
+            done = None
+        checkpoint = lambda rec: write_json(record_path(records, arch), rec.to_dict())  # noqa: E731
     try:
         with torch_threads(threads):
             record = train_architecture(model, handle, cfg, device=resolve_device(device),
                                         report=lambda epoch, acc: nni.report_intermediate_result(acc),
-                                        progress=progress)
+                                        progress=progress, done=done, checkpoint=checkpoint)
     except Exception as err:
         if records is not None:
             failed = TrialRecord(arch=arch, proxy=handle.label, proxy_key=handle.key, status="failed",

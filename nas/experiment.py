@@ -89,8 +89,11 @@ def select_archs(config: NasConfig) -> list[str]:
     return sample_archs(archs, s.max_archs, s.seed)
 
 
-def _records_dir(out: Path, proxy: Proxy, config: NasConfig) -> Path:
+def _records_dir(out: Path, proxy: Proxy, config: NasConfig, repeats: int | None = None) -> Path:
+    """This proxy's trial records for ``config.train`` (``repeats``: the same with that many trainings)."""
     train = dataclasses.asdict(config.train)
+    if repeats is not None:
+        train["repeats"] = repeats
     # Only the budget this proxy trains for enters its key: a longer reference training must not
     # throw away the proxies' trials, nor a longer proxy training the reference's.
     train.pop("epochs" if proxy.kind == "whole" else "whole_epochs")
@@ -109,6 +112,35 @@ def _finished_records(records_dir: Path, archs: list[str], proxy: Proxy) -> dict
         if rec is not None and rec.status == "finished" and rec.proxy_key == proxy.key and rec.arch == arch:
             done[arch] = rec
     return done
+
+
+def _carry_over_trainings(out: Path, records_dir: Path, archs: list[str], proxy: Proxy,
+                          config: NasConfig) -> int:
+    """Prepare the architectures to run: keep each one's ``partial`` record (an interrupted trial),
+    else seed one from a finished record of the same training with fewer ``repeats`` (its seeds
+    are the first ones of this run), else drop the stale record. Returns how many trainings
+    carry over, so raising ``train.repeats`` trains only the seeds that are new."""
+    repeats = config.train.repeats
+    lower = [_records_dir(out, proxy, config, repeats=r) for r in range(repeats - 1, 0, -1)]
+    carried = 0
+    for arch in archs:
+        path = record_path(records_dir, arch)
+        rec = read_record(path)
+        if (rec is not None and rec.status == "partial" and rec.proxy_key == proxy.key and rec.arch == arch
+                and 0 < len(rec.accuracies) < repeats):
+            carried += len(rec.accuracies)
+            continue
+        path.unlink(missing_ok=True)  # failed, or from another proxy: train from scratch
+        for folder in lower:
+            old = read_record(record_path(folder, arch))
+            if old is None or old.status != "finished" or old.proxy_key != proxy.key or old.arch != arch:
+                continue
+            accuracies = old.accuracies or [old.accuracy]  # records of one training may predate the list
+            seeded = dataclasses.replace(old, status="partial", accuracies=list(accuracies))
+            write_json(path, seeded.to_dict())
+            carried += len(accuracies)
+            break
+    return carried
 
 
 def _experiment_config(config: NasConfig, n_trials: int, label: str):
@@ -155,8 +187,9 @@ def _stop(exp) -> None:
 @contextmanager
 def _trial_progress(records_dir: Path, archs: list[str], label: str, *, done: int, enabled: bool,
                     interval: float = 2.0):
-    """A tqdm bar of written trial records (finished or failed). Trials write their own records,
-    under either engine, so watching the folder needs no hook into NNI."""
+    """A tqdm bar of written trial records (finished or failed; not ``partial``, a trial still
+    training its repeats). Trials write their own records, under either engine, so watching the
+    folder needs no hook into NNI."""
     if not enabled:
         yield
         return
@@ -166,7 +199,8 @@ def _trial_progress(records_dir: Path, archs: list[str], label: str, *, done: in
     stop = threading.Event()
 
     def count() -> int:
-        return sum(record_path(records_dir, a).exists() for a in archs)
+        records = (read_record(record_path(records_dir, a)) for a in archs)
+        return sum(r is not None and r.status != "partial" for r in records)
 
     def watch() -> None:
         while not stop.wait(interval):
@@ -201,9 +235,10 @@ def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, confi
     start = time.perf_counter()
     models = []
     if remaining:
-        # Drop stale records (failed, or from an interrupted trial) of the architectures to run.
-        for arch in remaining:
-            record_path(records_dir, arch).unlink(missing_ok=True)
+        carried = _carry_over_trainings(out, records_dir, remaining, proxy, config)
+        if carried:
+            _logger.info("proxy %s: %d earlier trainings of %d architectures carry over", proxy.label, carried,
+                         len(remaining))
         space = make_space(split.channels, split.num_classes, split.image_size, remaining)
         evaluator = make_evaluator(proxy, config.train, records=records_dir, device=config.device,
                                    threads=config.threads, function=function)
@@ -233,13 +268,19 @@ def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, confi
             continue
     for arch in remaining:
         rec = read_record(record_path(records_dir, arch))
-        if rec is None or rec.proxy_key != proxy.key:
+        if rec is None or rec.proxy_key != proxy.key or rec.status == "partial":
             model = from_nni.get(arch)
             status = getattr(getattr(model, "status", None), "value", None)
             metric = getattr(model, "metric", None) if model is not None else None
             if model is not None and status == "trained" and metric is not None:
                 rec = TrialRecord(arch, proxy.label, proxy.key, "finished", accuracy=float(metric),
                                   intermediate=[[i + 1, float(v)] for i, v in enumerate(model.metrics.intermediates)])
+            elif rec is not None and rec.proxy_key == proxy.key:
+                # Kept on disk so that a rerun trains only the missing seeds; failed in this run's report.
+                run.records[arch] = dataclasses.replace(
+                    rec, error=f"stopped after {len(rec.accuracies)} of {config.train.repeats} trainings; "
+                               f"rerun to finish")
+                continue
             else:
                 reason = (f"NNI reports the trial as {status}; see the experiment log under "
                           f"{config.experiment.working_directory or Path(config.out) / 'nni'}" if model is not None

@@ -98,6 +98,45 @@ def test_repeats_average_runs_with_consecutive_seeds(split, provider):
     assert both.intermediate == seed0.intermediate              # one curve: the first repeat's
 
 
+def test_interrupted_repeats_resume_with_the_missing_seeds_only(split, provider, tmp_path, monkeypatch):
+    import dataclasses
+
+    import nas.evaluator as evaluator_module
+
+    proxy = provider.get("random")
+    train = dataclasses.replace(TRAIN, repeats=3)
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    fresh = train_architecture(space.freeze(parse_arch(ARCHS[1])), proxy, train)
+
+    real_train_once, seeds = evaluator_module._train_once, []
+
+    def train_once(net, proxy, train, **kwargs):
+        seeds.append(train.seed)
+        if train.seed == 2 and len(seeds) == 3:
+            raise KeyboardInterrupt  # the machine goes away during the third training
+        return real_train_once(net, proxy, train, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "_train_once", train_once)
+    evaluator = make_evaluator(proxy, train, records=tmp_path, device="cpu")
+    frozen = SimplifiedModelSpace.from_model(make_space(split.channels, split.num_classes, split.image_size, ARCHS),
+                                             evaluator).freeze(parse_arch(ARCHS[1]))
+    with pytest.raises(KeyboardInterrupt), evaluator.mock_runtime(frozen):
+        evaluator.evaluate(frozen.executable_model())
+    partial = read_record(record_path(tmp_path, ARCHS[1]))
+    assert partial.status == "partial" and partial.accuracies == fresh.accuracies[:2]
+
+    with evaluator.mock_runtime(frozen):
+        evaluator.evaluate(frozen.executable_model())
+    assert seeds == [0, 1, 2, 2]                                  # the rerun trains seed 2 only
+    done = read_record(record_path(tmp_path, ARCHS[1]))
+    assert done.status == "finished" and done.accuracies == fresh.accuracies
+    assert done.accuracy == pytest.approx(fresh.accuracy) and frozen.metrics.final == done.accuracy
+    assert done.steps == fresh.steps and done.intermediate == fresh.intermediate
+    with pytest.raises(ValueError, match="has 3 trainings, more than train.repeats=2"):
+        train_architecture(space.freeze(parse_arch(ARCHS[1])), proxy, dataclasses.replace(train, repeats=2),
+                           done=done)
+
+
 def test_whole_and_early_stopping_budgets(split, provider):
     space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
     whole = train_architecture(space.freeze(parse_arch(ARCHS[0])), provider.get("whole"), TRAIN)

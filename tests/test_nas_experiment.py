@@ -160,6 +160,46 @@ def test_repeated_trainings_add_a_seed_to_seed_table(tmp_path):
     assert "top-2 (k=2)" in (out / "scores.md").read_text().split("Seed-to-seed")[1]
 
 
+def test_raising_repeats_trains_only_the_new_seeds(tmp_path, monkeypatch):
+    import nas.evaluator as evaluator_module
+
+    once = run_nas(tiny_config(tmp_path, proxies=["whole"]))
+    real_train_once, seeds = evaluator_module._train_once, []
+
+    def train_once(net, proxy, train, **kwargs):
+        seeds.append(train.seed)
+        return real_train_once(net, proxy, train, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "_train_once", train_once)
+    twice = run_nas(tiny_config(tmp_path, proxies=["whole"], train={"repeats": 2}))
+    assert seeds == [1] * 5                                  # seed 0 of every architecture carries over
+    fresh = run_nas(apply_values(tiny_config(tmp_path, proxies=["whole"], train={"repeats": 2}),
+                                 {"out": str(tmp_path / "fresh")}))
+    assert seeds == [1] * 5 + [0, 1] * 5
+    for arch, rec in twice.runs["whole"].records.items():
+        assert rec.status == "finished"
+        assert rec.accuracies[0] == once.runs["whole"].records[arch].accuracy
+        assert rec.accuracies == fresh.runs["whole"].records[arch].accuracies
+    # The one-training records stay where they were: going back to repeats=1 retrains nothing.
+    again = run_nas(tiny_config(tmp_path, proxies=["whole"]))
+    assert len(again.runs["whole"].skipped) == 5 and seeds.count(0) == 5
+
+
+def test_progress_bar_counts_finished_trials_not_partial_ones(tmp_path, capsys):
+    from dc_plugins.io import write_json
+    from nas.evaluator import TrialRecord, record_path
+    from nas.experiment import _trial_progress
+
+    archs = ["w4-d1-none-relu-avg", "w8-d1-none-relu-avg", "w4-d2-none-relu-avg"]
+    partial = TrialRecord(archs[0], "whole", "k", "partial", accuracies=[0.5])
+    write_json(record_path(tmp_path, archs[0]), partial.to_dict())
+    write_json(record_path(tmp_path, archs[1]), TrialRecord(archs[1], "whole", "k", "finished", accuracy=0.5).to_dict())
+    with _trial_progress(tmp_path, archs, "whole", done=0, enabled=True):
+        pass
+    err = capsys.readouterr().err
+    assert "1/3" in err and "2/3" not in err
+
+
 def test_top_k_larger_than_the_space_fails_before_training(tmp_path):
     cfg = tiny_config(tmp_path, score={"top_k": ["30"]})
     with pytest.raises(ValueError, match="top-k '30' asks for 30 architectures, but only 5"):
