@@ -106,22 +106,27 @@ def score_runs(runs: Mapping, reference: str = "whole", ks: Sequence[str | int] 
 
 
 def repeat_agreement(runs: Mapping, ks: Sequence[str | int] = ("10", "30", "5%")) -> list[dict]:
-    """How far one training's ranking reproduces: for every run trained with ``train.repeats`` >= 2,
-    its second training's accuracies (seed ``seed + 1``) scored against its first's (top-k by the first).
+    """How far a run's ranking reproduces: for every run trained with ``train.repeats`` >= 2, the
+    mean of its second half of trainings scored against the mean of its first half (top-k by the
+    first). With 2 trainings that is seed ``seed + 1`` against ``seed``; with 4, the mean of seeds
+    ``seed + 2``, ``seed + 3`` against that of ``seed``, ``seed + 1``: two independent rankings of
+    2 trainings each, the noise of a 2-training reference.
 
     For the reference run this is the ceiling any proxy can reach against a reference with that
     noise; for a proxy it separates its training noise from its bias. Runs with one training per
-    architecture get no row."""
+    architecture get no row; ``half`` is the number of trainings in each half."""
     rows = []
     for label, run in runs.items():
-        pairs = {a: r.accuracies for a, r in run.records.items() if r.status == "finished" and len(r.accuracies) >= 2}
-        if len(pairs) < 2:
+        lists = {a: r.accuracies for a, r in run.records.items() if r.status == "finished" and len(r.accuracies) >= 2}
+        if len(lists) < 2:
             continue
-        first = {a: acc[0] for a, acc in pairs.items()}
-        second = {a: acc[1] for a, acc in pairs.items()}
+        half = min(len(acc) for acc in lists.values()) // 2
+        first = {a: float(np.mean(acc[:half])) for a, acc in lists.items()}
+        second = {a: float(np.mean(acc[half:2 * half])) for a, acc in lists.items()}
         row = score_proxy(second, first, ks)
         row["proxy"] = label
-        row["mean_abs_diff"] = float(np.mean([abs(second[a] - first[a]) for a in pairs]))
+        row["half"] = half
+        row["mean_abs_diff"] = float(np.mean([abs(second[a] - first[a]) for a in lists]))
         rows.append(row)
     return rows
 
@@ -132,11 +137,15 @@ def format_agreement(rows: list[dict]) -> str:
         return ""
     ks = list(rows[0]["spearman_top"])
     first, *rest = _spearman_heads(rows[0], ks)
-    head = ["run", f"2nd vs 1st training: Spearman {first}", *rest, "mean abs. diff (points)"]
+    halves = any(r.get("half", 1) > 1 for r in rows)
+    compared = "2nd vs 1st half of the trainings (means)" if halves else "2nd vs 1st training"
+    head = ["run", f"{compared}: Spearman {first}", *rest, "mean abs. diff (points)"]
     lines = ["Seed-to-seed agreement (train.repeats):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["proxy"], *_spearman_cells(r, rows[0], ks), _fmt(100 * r["mean_abs_diff"], 1)]
+        half = r.get("half", 1)
+        run = f"{r['proxy']} ({half} + {half} trainings)" if halves else r["proxy"]
+        cells = [run, *_spearman_cells(r, rows[0], ks), _fmt(100 * r["mean_abs_diff"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -100,6 +100,19 @@ def test_repeat_agreement_scores_the_second_seed_against_the_first():
     assert format_agreement([]) == ""
 
 
+def test_repeat_agreement_compares_halves_of_four_trainings():
+    # Means of seeds 0-1: a .85, b .80, c .50; of seeds 2-3: a .80, b .85, c .45 -> top-2 swaps.
+    four = _run({"a": [0.9, 0.8, 0.8, 0.8], "b": [0.8, 0.8, 0.9, 0.8], "c": [0.5, 0.5, 0.4, 0.5]})
+    two = _run({"a": [0.9, 0.8], "b": [0.8, 0.9], "c": [0.5, 0.5]})
+    rows = repeat_agreement({"whole": four, "random": two}, ["2"])
+    assert [r["half"] for r in rows] == [2, 1]
+    assert rows[0]["spearman_top"]["2"] == pytest.approx(-1.0) and rows[0]["spearman_all"] == pytest.approx(0.5)
+    assert rows[0]["mean_abs_diff"] == pytest.approx((0.05 + 0.05 + 0.05) / 3)
+    text = format_agreement(rows)
+    assert "2nd vs 1st half of the trainings (means)" in text
+    assert "| whole (2 + 2 trainings) | -1.00 | 0.50 | 5.0 |" in text and "| random (1 + 1 trainings) |" in text
+
+
 def test_a_row_scored_over_fewer_architectures_says_its_own_counts():
     # The header takes n and k from the first row; a proxy with a failed trial is scored over
     # fewer architectures (here 3 of 4) and says so.
