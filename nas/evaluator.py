@@ -38,7 +38,7 @@ from .data import load_split, resolve_device
 from .proxy import Proxy, early_stopping_steps
 
 __all__ = ["evaluate_architecture", "make_evaluator", "train_architecture", "TrialRecord", "read_record",
-           "record_path"]
+           "read_trial", "record_path"]
 
 
 @dataclasses.dataclass
@@ -72,6 +72,15 @@ def read_record(path: str | Path) -> TrialRecord | None:
         return TrialRecord(**json.loads(Path(path).read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def read_trial(records: str | Path, arch: str, proxy_key: str, status: str) -> TrialRecord | None:
+    """The record of ``arch`` on the proxy ``proxy_key`` under ``records`` if it has ``status``;
+    None when it is missing, unreadable, of another proxy or in another state."""
+    rec = read_record(record_path(records, arch))
+    if rec is None or rec.status != status or rec.proxy_key != proxy_key or rec.arch != arch:
+        return None
+    return rec
 
 
 def _budget(proxy: Proxy, cfg: TrainConfig, n_images: int, num_classes: int) -> tuple[int, int]:
@@ -202,9 +211,7 @@ def evaluate_architecture(model: ConvNet, *, proxy: str, train: dict, records: s
     arch = getattr(getattr(model, "spec", None), "arch", type(model).__name__)
     done, checkpoint = None, None
     if records is not None:
-        done = read_record(record_path(records, arch))
-        if done is None or done.status != "partial" or done.proxy_key != handle.key or done.arch != arch:
-            done = None
+        done = read_trial(records, arch, handle.key, "partial")
         checkpoint = lambda rec: write_json(record_path(records, arch), rec.to_dict())  # noqa: E731
     try:
         with torch_threads(threads):

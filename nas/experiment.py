@@ -30,7 +30,7 @@ from dc_plugins.io import atomic_path, write_json
 
 from .config import NasConfig
 from .data import DataSplit, load_split, resolve_device
-from .evaluator import TrialRecord, evaluate_architecture, make_evaluator, read_record, record_path
+from .evaluator import TrialRecord, evaluate_architecture, make_evaluator, read_record, read_trial, record_path
 from .proxy import Proxy, ProxyProvider, parse_proxy_entry
 from .space import arch_from_sample, check_space, grid_archs, make_space, sample_archs
 
@@ -106,12 +106,8 @@ def _records_dir(out: Path, proxy: Proxy, config: NasConfig, repeats: int | None
 
 
 def _finished_records(records_dir: Path, archs: list[str], proxy: Proxy) -> dict[str, TrialRecord]:
-    done = {}
-    for arch in archs:
-        rec = read_record(record_path(records_dir, arch))
-        if rec is not None and rec.status == "finished" and rec.proxy_key == proxy.key and rec.arch == arch:
-            done[arch] = rec
-    return done
+    done = {arch: read_trial(records_dir, arch, proxy.key, "finished") for arch in archs}
+    return {arch: rec for arch, rec in done.items() if rec is not None}
 
 
 def _carry_over_trainings(out: Path, records_dir: Path, archs: list[str], proxy: Proxy,
@@ -124,22 +120,17 @@ def _carry_over_trainings(out: Path, records_dir: Path, archs: list[str], proxy:
     lower = [_records_dir(out, proxy, config, repeats=r) for r in range(repeats - 1, 0, -1)]
     carried = 0
     for arch in archs:
-        path = record_path(records_dir, arch)
-        rec = read_record(path)
-        if (rec is not None and rec.status == "partial" and rec.proxy_key == proxy.key and rec.arch == arch
-                and 0 < len(rec.accuracies) < repeats):
+        rec = read_trial(records_dir, arch, proxy.key, "partial")
+        if rec is not None and 0 < len(rec.accuracies) < repeats:
             carried += len(rec.accuracies)
             continue
+        path = record_path(records_dir, arch)
         path.unlink(missing_ok=True)  # failed, or from another proxy: train from scratch
-        for folder in lower:
-            old = read_record(record_path(folder, arch))
-            if old is None or old.status != "finished" or old.proxy_key != proxy.key or old.arch != arch:
-                continue
+        old = next(filter(None, (read_trial(folder, arch, proxy.key, "finished") for folder in lower)), None)
+        if old is not None:
             accuracies = old.accuracies or [old.accuracy]  # records of one training may predate the list
-            seeded = dataclasses.replace(old, status="partial", accuracies=list(accuracies))
-            write_json(path, seeded.to_dict())
+            write_json(path, dataclasses.replace(old, status="partial", accuracies=list(accuracies)).to_dict())
             carried += len(accuracies)
-            break
     return carried
 
 
