@@ -11,7 +11,7 @@ architectures with a few steps each, to check an installation. Interrupted runs 
 they stopped when the same command is run again.
 
 Output (under the config's ``out``): results.json / results.csv (every trial), scores.md /
-scores.csv (the table), scatter.png, proxies/ (cached proxy sets), nni/ (NNI experiment logs).
+scores.csv (the table, and each run's top-k by design choice), scatter.png, proxies/ (cached proxy sets), nni/ (NNI experiment logs).
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         for arch in run.failed:
             print(f"  failed {arch}: {(run.records[arch].error or '').splitlines()[0]}")
     if results.scores:
-        print(format_report(results.scores, results.agreement))
+        print(format_report(results.scores, results.agreement, results.choices))
     print(f"results: {results.out}/results.json, results.csv, scores.md, scatter.png")
     return 0
 
@@ -124,7 +124,7 @@ def _score(args) -> int:
     reference = results.config["score"]["reference"]
     write_results(score_results(results, reference, ks))
     scatter_plot(results.runs, reference, Path(cfg.out) / "scatter.png")
-    print(format_report(results.scores, results.agreement))
+    print(format_report(results.scores, results.agreement, results.choices))
     return 0
 
 

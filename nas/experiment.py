@@ -80,6 +80,7 @@ class NasResults:
     scores: list[dict] = field(default_factory=list)
     out: str = ""
     agreement: list[dict] = field(default_factory=list)  # seed-to-seed, runs with train.repeats >= 2
+    choices: list[dict] = field(default_factory=list)    # design choices in each run's own top-k
 
 
 def select_archs(config: NasConfig) -> list[str]:
@@ -320,11 +321,14 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
 
 
 def score_results(results: NasResults, reference: str, ks) -> NasResults:
-    """Fill ``results.scores`` (each proxy against ``reference``) and ``results.agreement``."""
-    from .scoring import repeat_agreement, score_runs
+    """Fill ``results.scores`` (each proxy against ``reference``), ``results.agreement`` and
+    ``results.choices`` (at the largest of ``ks``)."""
+    from .scoring import repeat_agreement, score_runs, top_k_choices
 
     results.scores = score_runs(results.runs, reference, ks)
     results.agreement = repeat_agreement(results.runs, ks)
+    ref_row = next(r for r in results.scores if r["proxy"] == reference)
+    results.choices = top_k_choices(results.runs, max(ref_row["top_k"].values()))
     return results
 
 
@@ -335,15 +339,15 @@ CSV_FIELDS = ("proxy", "arch", "status", "accuracy", "seconds", "steps", "images
 
 def write_results(results: NasResults) -> None:
     """``results.json`` (everything), ``results.csv`` (one row per trial) and, once scored,
-    ``scores.csv`` / ``scores.md`` (with the seed-to-seed table when trials were repeated); all
-    written atomically."""
+    ``scores.csv`` / ``scores.md`` (with the seed-to-seed table when trials were repeated, and the
+    design choices of each run's top-k); all written atomically."""
     from .scoring import SCORE_FIELDS, format_report
 
     out = Path(results.out)
     payload = {"config": results.config, "data": results.data, "archs": results.archs,
                "proxies": {label: {**run.summary(), "trials": [r.to_dict() for r in run.records.values()]}
                            for label, run in results.runs.items()},
-               "scores": results.scores, "agreement": results.agreement}
+               "scores": results.scores, "agreement": results.agreement, "choices": results.choices}
     write_json(out / "results.json", payload)
     with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -361,7 +365,7 @@ def write_results(results: NasResults) -> None:
             for row in results.scores:
                 w.writerow({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in row.items()})
         with atomic_path(out / "scores.md") as tmp:
-            tmp.write_text(format_report(results.scores, results.agreement) + "\n")
+            tmp.write_text(format_report(results.scores, results.agreement, results.choices) + "\n")
 
 
 def load_results(out: str | Path) -> NasResults:
@@ -378,4 +382,4 @@ def load_results(out: str | Path) -> NasResults:
         records = {t["arch"]: TrialRecord(**t) for t in d["trials"]}
         runs[label] = ProxyRun(proxy, records, experiment_id=d.get("experiment_id"), wall_seconds=d["wall_seconds"])
     return NasResults(payload["config"], payload["data"], payload["archs"], runs, payload.get("scores", []), str(out),
-                      payload.get("agreement", []))
+                      payload.get("agreement", []), payload.get("choices", []))

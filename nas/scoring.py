@@ -19,7 +19,8 @@ from scipy.stats import spearmanr
 from dc_plugins.io import atomic_path
 
 __all__ = ["spearman", "parse_k", "check_top_k", "top_k", "score_proxy", "score_runs", "format_table",
-           "repeat_agreement", "format_agreement", "format_report", "scatter_plot", "SCORE_FIELDS"]
+           "repeat_agreement", "format_agreement", "top_k_choices", "format_choices", "format_report",
+           "scatter_plot", "SCORE_FIELDS"]
 
 SCORE_FIELDS = ("proxy", "n", "spearman_all", "spearman_top", "top_k", "best_arch_by_proxy",
                 "best_arch_reference_accuracy", "best_reference_accuracy", "best_arch_proxy_accuracy",
@@ -150,10 +151,45 @@ def format_agreement(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_report(scores: list[dict], agreement: list[dict]) -> str:
-    """The proxy table, then the seed-to-seed table when there is one (``scores.md``'s text)."""
-    agreement_text = format_agreement(agreement)
-    return format_table(scores) + (f"\n\n{agreement_text}" if agreement_text else "")
+def top_k_choices(runs: Mapping, k: int) -> list[dict]:
+    """What each run's own top ``k`` is made of: for every design choice (width, depth, norm,
+    activation, pooling), how many of the ``k`` architectures the run ranks highest take each
+    value. A proxy's top-k Spearman says how far it disagrees with the reference; this says in
+    which design choice (e.g. a proxy that never ranks a pooling-free network near the top).
+    Values are those of the architectures the runs finished, zeros included."""
+    from .space import DIMENSIONS, choice_values, parse_arch
+
+    specs = {a: parse_arch(a) for run in runs.values() for a in run.finished}
+    values = choice_values(list(specs))
+    rows = []
+    for label, run in runs.items():
+        acc = run.finished
+        top = sorted(acc, key=lambda a: (-acc[a], a))[:k]
+        rows.append({"proxy": label, "k": len(top),
+                     "choices": {d: {str(v): sum(specs[a][d] == v for a in top) for v in values[d]}
+                                 for d in DIMENSIONS}})
+    return rows
+
+
+def format_choices(rows: list[dict]) -> str:
+    """Markdown table of :func:`top_k_choices` rows under its heading ("" when there are none)."""
+    if not rows:
+        return ""
+    dims = list(rows[0]["choices"])
+    lines = [f"Design choices in each run's own top {rows[0]['k']} (architectures per value):", "",
+             "| run | " + " | ".join(dims) + " |", "|" + "---|" * (len(dims) + 1)]
+    for r in rows:
+        cells = [" · ".join(f"{v} {n}" for v, n in r["choices"][d].items()) for d in dims]
+        run = r["proxy"] + (f" (top {r['k']})" if r["k"] != rows[0]["k"] else "")
+        lines.append("| " + " | ".join([run, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def format_report(scores: list[dict], agreement: list[dict], choices: Sequence[dict] = ()) -> str:
+    """The proxy table, then the seed-to-seed table and the top-k design choices when there are
+    any (``scores.md``'s text)."""
+    parts = [format_table(scores), format_agreement(agreement), format_choices(list(choices))]
+    return "\n\n".join(p for p in parts if p)
 
 
 def _fmt(v: float, digits: int = 2) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "grid_archs",
     "sample_archs",
     "parse_arch",
+    "choice_values",
     "arch_from_sample",
     "check_space",
     "ArchSubset",
@@ -151,7 +152,7 @@ class ConvNetSpace(ModelSpace):
         super().__init__()
         arch_list = list(archs) if archs is not None else grid_archs()
         check_space(arch_list, channels, num_classes, image_size)
-        values = _values_of(arch_list)
+        values = choice_values(arch_list)
         # Defaults = the first listed architecture, so that NNI's dry run stays inside a subset.
         first = parse_arch(arch_list[0])
         self.choices = {name: self.add_mutable(Categorical(list(values[name]), default=first[name], label=name))
@@ -197,7 +198,8 @@ def make_space(channels: int, num_classes: int, image_size: int,
                         archs=list(archs) if archs is not None else None)
 
 
-def _values_of(archs: Sequence[Arch]) -> dict[str, tuple]:
+def choice_values(archs: Sequence[Arch]) -> dict[str, tuple]:
+    """The values each dimension takes over ``archs``, in the grid's order (duplicates raise)."""
     if not archs:
         raise ValueError("the space needs at least one architecture")
     parsed = [parse_arch(a) for a in archs]

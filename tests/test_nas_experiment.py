@@ -107,11 +107,16 @@ def test_run_nas_writes_results_scores_and_plot(tmp_path):
     assert rows["whole"]["spearman_all"] == pytest.approx(1.0)
     assert set(rows["random"]["spearman_top"]) == {"3", "50%"}
     assert (out / "scores.md").read_text().startswith("| proxy |")
+    # Each run's own top-k (the largest k: 50 % of 5 = 3) broken down by design choice.
+    assert [r["k"] for r in payload["choices"]] == [3, 3]
+    assert sum(payload["choices"][1]["choices"]["pooling"].values()) == 3
+    assert "Design choices in each run's own top 3" in (out / "scores.md").read_text()
     assert (out / "scatter.png").read_bytes()[:4] == b"\x89PNG"
     # The CLI re-scores saved results with other k values.
     assert main(["score", "--config", str(out / "config.json").replace(".json", ".yaml")]) == 2  # no such file
     assert main(["score", "--out", str(out), "--top-k", "2,4"]) == 0
     assert "Spearman top-2" in (out / "scores.md").read_text()
+    assert "Design choices in each run's own top 4" in (out / "scores.md").read_text()
 
 
 def test_changing_one_training_budget_retrains_only_the_proxies_it_concerns(tmp_path):

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from nas.scoring import format_agreement, format_table, parse_k, repeat_agreement, score_proxy, spearman, top_k
+from nas.scoring import (format_agreement, format_choices, format_report, format_table, parse_k, repeat_agreement,
+                         score_proxy, spearman, top_k, top_k_choices)
 
 
 def test_identical_ranking_is_one_and_reversed_is_minus_one():
@@ -125,3 +126,21 @@ def test_a_row_scored_over_fewer_architectures_says_its_own_counts():
     assert "Spearman all (n=4)" in text
     assert "| dc | a | 90.0 | 1.00 | 1.00 (n=3) |" in text
     assert "| whole | a | 90.0 | 1.00 | 1.00 |" in text       # the header's counts: no annotation
+
+
+def test_top_k_choices_count_the_design_choices_of_each_runs_own_top():
+    archs = ["w32-d1-none-relu-max", "w32-d3-batch-relu-none", "w64-d3-batch-relu-avg", "w64-d2-group-relu-max"]
+    # The reference ranks the deep pooling-free net first; the proxy ranks both max-pooling nets first.
+    whole = SimpleNamespace(finished=dict(zip(archs, [0.90, 0.99, 0.97, 0.80])))
+    proxy = SimpleNamespace(finished=dict(zip(archs, [0.95, 0.70, 0.60, 0.90])))
+    rows = top_k_choices({"whole": whole, "dc": proxy}, 2)
+    assert [r["proxy"] for r in rows] == ["whole", "dc"] and rows[0]["k"] == 2
+    assert rows[0]["choices"]["pooling"] == {"none": 1, "max": 0, "avg": 1}    # grid order, zeros kept
+    assert rows[1]["choices"]["pooling"] == {"none": 0, "max": 2, "avg": 0}
+    assert rows[1]["choices"]["depth"] == {"1": 1, "2": 1, "3": 0}
+    assert rows[0]["choices"]["norm"] == {"none": 0, "batch": 2, "group": 0}
+    text = format_choices(rows)
+    assert text.startswith("Design choices in each run's own top 2")
+    assert "| dc | 32 1 · 64 1 | 1 1 · 2 1 · 3 0 | none 1 · batch 0 · group 1 | relu 2 | none 0 · max 2 · avg 0 |" in text
+    assert format_choices([]) == ""
+    assert format_report([], [], rows) == text
