@@ -163,8 +163,7 @@ def top_k_choices(runs: Mapping, k: int) -> list[dict]:
     values = choice_values(list(specs))
     rows = []
     for label, run in runs.items():
-        acc = run.finished
-        top = sorted(acc, key=lambda a: (-acc[a], a))[:k]
+        top = top_k(run.finished, min(k, len(run.finished)))
         rows.append({"proxy": label, "k": len(top),
                      "choices": {d: {str(v): sum(specs[a][d] == v for a in top) for v in values[d]}
                                  for d in DIMENSIONS}})
