@@ -83,6 +83,19 @@ def test_same_seed_same_accuracy_on_every_run(split, provider):
     assert a.accuracy == b.accuracy
 
 
+def test_reporting_more_often_does_not_change_the_training(split, provider):
+    import dataclasses
+
+    # The trial-record key leaves report_every out, so validating mid-training must not touch
+    # the network's training: same final accuracy, only the curve differs.
+    proxy = provider.get("random")
+    space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+    sparse = train_architecture(space.freeze(parse_arch(ARCHS[1])), proxy, dataclasses.replace(TRAIN, report_every=10))
+    dense = train_architecture(space.freeze(parse_arch(ARCHS[1])), proxy, dataclasses.replace(TRAIN, report_every=1))
+    assert dense.accuracy == sparse.accuracy
+    assert [epoch for epoch, _ in dense.intermediate] == [1, 2, 3] and sparse.intermediate == []
+
+
 def test_repeats_average_runs_with_consecutive_seeds(split, provider):
     import dataclasses
 

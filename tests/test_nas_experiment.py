@@ -129,6 +129,9 @@ def test_changing_one_training_budget_retrains_only_the_proxies_it_concerns(tmp_
     # A longer proxy training: the other way round.
     longer_proxy = run_nas(tiny_config(tmp_path, train={"whole_epochs": 2, "epochs": 4}))
     assert len(longer_proxy.runs["whole"].skipped) == 5 and not longer_proxy.runs["random"].skipped
+    # Reporting less often changes no training: everything is reused.
+    sparser = run_nas(tiny_config(tmp_path, train={"whole_epochs": 2, "epochs": 4, "report_every": 2}))
+    assert all(len(run.skipped) == 5 for run in sparser.runs.values())
 
 
 def test_proxy_augment_trains_only_the_proxies_with_it(tmp_path, monkeypatch):
