@@ -98,12 +98,12 @@ def _records_dir(out: Path, proxy: Proxy, config: NasConfig, repeats: int | None
     # Only the budget this proxy trains for enters its key: a longer reference training must not
     # throw away the proxies' trials, nor a longer proxy training the reference's.
     train.pop("epochs" if proxy.kind == "whole" else "whole_epochs")
-    # How often a trial reports its validation accuracy does not change its training (validation
-    # runs in eval mode, without gradients or random draws), so a sparser curve reuses the trials.
-    del train["report_every"]
     # Likewise the augmentation: the one this proxy trains with (a key unchanged when unset).
     train["augment"] = config.train.augment_for(proxy.kind)
     del train["proxy_augment"]
+    # How often a trial reports its validation accuracy does not change its training (validation
+    # runs in eval mode, without gradients or random draws), so a sparser curve reuses the trials.
+    del train["report_every"]
     train_key = hashlib.sha256(json.dumps(train, sort_keys=True).encode()).hexdigest()
     # Absolute: trials of the training-service engine run in other processes (and directories).
     return (out / "trials" / f"{proxy.label.replace(':', '-')}-{proxy.key[:12]}-{train_key[:8]}").resolve()

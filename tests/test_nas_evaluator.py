@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -84,8 +85,6 @@ def test_same_seed_same_accuracy_on_every_run(split, provider):
 
 
 def test_reporting_more_often_does_not_change_the_training(split, provider):
-    import dataclasses
-
     # The trial-record key leaves report_every out, so validating mid-training must not touch
     # the network's training: same final accuracy, only the curve differs.
     proxy = provider.get("random")
@@ -97,8 +96,6 @@ def test_reporting_more_often_does_not_change_the_training(split, provider):
 
 
 def test_repeats_average_runs_with_consecutive_seeds(split, provider):
-    import dataclasses
-
     proxy = provider.get("random")
     space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
     build = lambda: space.freeze(parse_arch(ARCHS[1]))  # noqa: E731
@@ -112,8 +109,6 @@ def test_repeats_average_runs_with_consecutive_seeds(split, provider):
 
 
 def test_interrupted_repeats_resume_with_the_missing_seeds_only(split, provider, tmp_path, monkeypatch):
-    import dataclasses
-
     import nas.evaluator as evaluator_module
 
     proxy = provider.get("random")
