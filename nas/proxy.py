@@ -11,10 +11,12 @@ A proxy is what each architecture trains on instead of (or as) the whole trainin
 - a path to a saved :class:`~dc_plugins.synthetic.SyntheticSet` file (``.pt``).
 
 :meth:`ProxyProvider.get` writes ``<cache>/<label>-<key>/proxy.json`` (a :class:`Proxy`
-descriptor) and, for set kinds, ``set.pt``. The key is a SHA-256 of the full configuration
-(kind, data config, a fingerprint of the training tensors, ipc, preset, iterations, seed,
-matching network and overrides, library version), so 720 trials share one condensation, a
-second run with the same config reuses it and any change builds a new one. Trials receive the
+descriptor) and, for set kinds, ``set.pt``. The key is a SHA-256 of the configuration the proxy
+depends on (kind, data config, a fingerprint of the training tensors, library version, ipc,
+seed; and for herding, k-center and forgetting the preset, network and ``selection``; for the
+matchers the preset, network, iterations and ``matching``), so 720 trials share one
+condensation, a second run with the same config reuses it and a change builds only the
+proxies it concerns. Trials receive the
 descriptor's *path* only (NNI pickles evaluator arguments, 64 KB limit per object).
 """
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dc_plugins import __version__
-from dc_plugins.config import METHODS, MatchingConfig, SelectionConfig
+from dc_plugins.config import METHODS, SELECTION_METHODS, MatchingConfig, SelectionConfig
 from dc_plugins.io import write_json
 from dc_plugins.synthetic import CorruptSetError, SyntheticSet
 
@@ -175,10 +177,20 @@ class ProxyProvider:
             cfg["ipc"] = self.config.ipc
         elif kind == "file":
             cfg["file_sha256"] = _file_sha256(file)
+        elif kind == "random":
+            # Random draws depend on the seed alone: a new matching network or matcher setting
+            # must not rebuild it (nor retrain its trials).
+            cfg.update(ipc=self.config.ipc, seed=self.config.seed)
         elif kind in SET_KINDS:
+            # Herding, k-center and forgetting rank images with a reference network (net,
+            # selection, the preset's reference epochs); the matchers learn on net (matching,
+            # iterations). Each kind keys only its own settings.
             c = self.config
-            cfg.update(ipc=c.ipc, preset=c.preset, iterations=self.iterations(kind), seed=c.seed, net=c.net,
-                       matching=c.matching, selection=c.selection)
+            cfg.update(ipc=c.ipc, preset=c.preset, seed=c.seed, net=c.net)
+            if kind in SELECTION_METHODS:
+                cfg.update(selection=c.selection)
+            else:
+                cfg.update(iterations=self.iterations(kind), matching=c.matching)
         return cfg
 
     def iterations(self, kind: str) -> int | None:

@@ -47,14 +47,31 @@ def test_cache_is_reused_when_the_config_is_identical(split, tmp_path):
     assert torch.equal(second.load_set().images, first.load_set().images)
 
 
-@pytest.mark.parametrize("change", [{"seed": 1}, {"ipc": 3}, {"selection": {"reference_epochs": 2}}])
-def test_cache_is_rebuilt_when_the_config_changes(split, tmp_path, change):
-    base = _provider(split, tmp_path).get("random")
-    cfg = dataclasses.replace(_provider(split, tmp_path).config, **change)
+@pytest.mark.parametrize("kind, change", [("random", {"seed": 1}), ("random", {"ipc": 3}),
+                                          ("herding", {"selection": {"reference_epochs": 2}}),
+                                          ("herding", {"net": "convnet-w8-d1"}),
+                                          ("dm", {"iterations": 2}), ("dm", {"matching": {"lr_img": 0.5}})])
+def test_cache_is_rebuilt_when_the_config_changes(split, tmp_path, kind, change):
+    base = _provider(split, tmp_path, iterations=1).get(kind)
+    cfg = dataclasses.replace(_provider(split, tmp_path, iterations=1).config, **change)
     other = ProxyProvider(split, cfg, tmp_path / "cache", progress=False)
-    proxy = other.get("random")
-    assert other.built == ["random"] and not proxy.cached
+    proxy = other.get(kind)
+    assert other.built == [kind] and not proxy.cached
     assert proxy.key != base.key and proxy.set_path != base.set_path
+
+
+@pytest.mark.parametrize("kind, change", [("random", {"net": "convnet-w8-d1"}),
+                                          ("random", {"matching": {"lr_img": 0.5}, "preset": "paper"}),
+                                          ("herding", {"matching": {"lr_img": 0.5}, "iterations": 2}),
+                                          ("dm", {"selection": {"reference_epochs": 2}})])
+def test_a_change_a_proxy_does_not_depend_on_reuses_it(split, tmp_path, kind, change):
+    # e.g. a wider matching network for DC must not rebuild random (nor retrain its 720 trials)
+    base = _provider(split, tmp_path, iterations=1).get(kind)
+    cfg = dataclasses.replace(_provider(split, tmp_path, iterations=1).config, **change)
+    other = ProxyProvider(split, cfg, tmp_path / "cache", progress=False)
+    proxy = other.get(kind)
+    assert other.built == [] and proxy.cached
+    assert proxy.key == base.key and torch.equal(proxy.load_set().images, base.load_set().images)
 
 
 def test_cache_is_rebuilt_when_the_data_changes(split, tmp_path):
