@@ -47,15 +47,20 @@ def test_cache_is_reused_when_the_config_is_identical(split, tmp_path):
     assert torch.equal(second.load_set().images, first.load_set().images)
 
 
+def _get_before_and_after(split, tmp_path, kind, change):
+    """``kind``'s proxy, then the provider with ``change`` applied and its proxy (same cache)."""
+    provider = _provider(split, tmp_path, iterations=1)
+    base = provider.get(kind)
+    other = ProxyProvider(split, dataclasses.replace(provider.config, **change), tmp_path / "cache", progress=False)
+    return base, other, other.get(kind)
+
+
 @pytest.mark.parametrize("kind, change", [("random", {"seed": 1}), ("random", {"ipc": 3}),
                                           ("herding", {"selection": {"reference_epochs": 2}}),
                                           ("herding", {"net": "convnet-w8-d1"}),
                                           ("dm", {"iterations": 2}), ("dm", {"matching": {"lr_img": 0.5}})])
 def test_cache_is_rebuilt_when_the_config_changes(split, tmp_path, kind, change):
-    base = _provider(split, tmp_path, iterations=1).get(kind)
-    cfg = dataclasses.replace(_provider(split, tmp_path, iterations=1).config, **change)
-    other = ProxyProvider(split, cfg, tmp_path / "cache", progress=False)
-    proxy = other.get(kind)
+    base, other, proxy = _get_before_and_after(split, tmp_path, kind, change)
     assert other.built == [kind] and not proxy.cached
     assert proxy.key != base.key and proxy.set_path != base.set_path
 
@@ -66,10 +71,7 @@ def test_cache_is_rebuilt_when_the_config_changes(split, tmp_path, kind, change)
                                           ("dm", {"selection": {"reference_epochs": 2}})])
 def test_a_change_a_proxy_does_not_depend_on_reuses_it(split, tmp_path, kind, change):
     # e.g. a wider matching network for DC must not rebuild random (nor retrain its 720 trials)
-    base = _provider(split, tmp_path, iterations=1).get(kind)
-    cfg = dataclasses.replace(_provider(split, tmp_path, iterations=1).config, **change)
-    other = ProxyProvider(split, cfg, tmp_path / "cache", progress=False)
-    proxy = other.get(kind)
+    base, other, proxy = _get_before_and_after(split, tmp_path, kind, change)
     assert other.built == [] and proxy.cached
     assert proxy.key == base.key and torch.equal(proxy.load_set().images, base.load_set().images)
 
