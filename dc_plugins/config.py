@@ -72,6 +72,10 @@ class MatchingConfig:
     batch_train: int = 256
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     bn_images_per_class: int = 16
+    # DC/DSA: compute the classes' gradient distances in one torch.func.vmap call instead of a
+    # loop. Same result up to float rounding; faster or slower by network size and device
+    # (examples/benchmark_vmap_matching.py measures it), hence off by default.
+    vectorize: bool = False
 
 
 @dataclass

@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 
 from ..config import dc_loops
 from ..training import train_epoch
 from .base import Matcher
 from .distance import gradient_distance
 
-__all__ = ["GradientMatcher"]
+__all__ = ["GradientMatcher", "class_distance", "class_distances"]
 
 
 class GradientMatcher(Matcher):
@@ -56,26 +57,36 @@ class GradientMatcher(Matcher):
         for m in bns:
             m.eval()
 
-    def _class_loss(self, net: nn.Module, params: list[torch.Tensor], c: int) -> torch.Tensor:
+    def _class_batches(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class ``c``'s real batch and synthetic images, augmented with shared parameters."""
         x_real = self.real.sample(c, self.batch_real, self.generator)
         x_syn = self.class_images(c)
         if self.augment is not None:
             siamese = self.augment.siamese(self.generator)
             x_real, x_syn = self.augment.apply(x_real, siamese), self.augment.apply(x_syn, siamese)
-        y_real = torch.full((x_real.shape[0],), c, device=self.device)
-        y_syn = torch.full((x_syn.shape[0],), c, device=self.device)
-        g_real = torch.autograd.grad(F.cross_entropy(net(x_real), y_real), params)
-        g_syn = torch.autograd.grad(F.cross_entropy(net(x_syn), y_syn), params, create_graph=True)
-        return gradient_distance([g.detach() for g in g_real], g_syn)
+        return x_real, x_syn
+
+    def matching_loss(self, net: nn.Module) -> torch.Tensor:
+        """The summed gradient distance over classes; differentiable in ``self.images``.
+
+        Every class's batch is drawn before any gradient is taken (in class order, as the loop
+        always drew them), so both ways of computing it see the same images.
+        """
+        batches = [self._class_batches(c) for c in self.real.classes]
+        if self.config.vectorize:
+            real = torch.stack([r for r, _ in batches])
+            syn = torch.stack([s for _, s in batches])
+            return class_distances(net, real, syn).sum()
+        params = list(net.parameters())
+        return sum(class_distance(net, params, r, s, c) for c, (r, s) in zip(self.real.classes, batches))
 
     def step(self) -> float:
         net = self.new_network()
-        params = list(net.parameters())
-        net_opt = torch.optim.SGD(params, lr=self.config.lr_net)
+        net_opt = torch.optim.SGD(net.parameters(), lr=self.config.lr_net)
         total = 0.0
         for ol in range(self.outer_loop):
             self._freeze_batchnorm(net)
-            loss = sum(self._class_loss(net, params, c) for c in self.real.classes)
+            loss = self.matching_loss(net)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward(inputs=[self.images])  # only the images learn here
             self.optimizer.step()
@@ -88,3 +99,34 @@ class GradientMatcher(Matcher):
                 train_epoch(net, images, labels, net_opt, batch=self.config.batch_train,
                             generator=self.generator, augment=self.augment)
         return total / (self.outer_loop * self.real.num_classes)
+
+
+def class_distance(net: nn.Module, params: list[torch.Tensor], x_real: torch.Tensor, x_syn: torch.Tensor,
+                   c: int) -> torch.Tensor:
+    """DC's distance between the gradients of class ``c``'s loss on real and synthetic images;
+    the synthetic gradient keeps its graph so the distance differentiates into the images."""
+    y_real = torch.full((x_real.shape[0],), c, device=x_real.device)
+    y_syn = torch.full((x_syn.shape[0],), c, device=x_syn.device)
+    g_real = torch.autograd.grad(F.cross_entropy(net(x_real), y_real), params)
+    g_syn = torch.autograd.grad(F.cross_entropy(net(x_syn), y_syn), params, create_graph=True)
+    return gradient_distance([g.detach() for g in g_real], g_syn)
+
+
+def class_distances(net: nn.Module, real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
+    """:func:`class_distance` for every class at once: ``real`` is ``(classes, batch, C, H, W)``,
+    ``syn`` ``(classes, ipc, C, H, W)``, class ``k`` labelled ``k``; returns ``(classes,)``.
+
+    The network must not mix samples (BatchNorm frozen in eval mode, as the matcher leaves it).
+    """
+    params = dict(net.named_parameters())
+    buffers = dict(net.named_buffers())
+
+    def loss(p: dict, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(net, (p, buffers), (x,)), c.expand(x.shape[0]))
+
+    def distance(x_real: torch.Tensor, x_syn: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        g_real = grad(loss)(params, x_real, c)
+        g_syn = grad(loss)(params, x_syn, c)
+        return gradient_distance([g.detach() for g in g_real.values()], list(g_syn.values()))
+
+    return vmap(distance)(real, syn, torch.arange(real.shape[0], device=real.device))
