@@ -57,26 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*is found to be not a nn.Module.*")
 
     path = Path(args.config) if args.config else SETTINGS[args.setting]
-    overrides = [parse_assignment(s) for s in (TINY if args.tiny else [])]
-    overrides += [parse_assignment(s) for s in args.set]
-    cfg = load_config(path, overrides)
-    if args.out:
-        cfg.out = args.out
-    elif args.tiny:
-        cfg.out = cfg.out.rstrip("/") + "-tiny"
-
-    from nni.runtime.log import silence_stdout
-
-    from nas.experiment import run_nas
-    from nas.scoring import format_report
-
-    silence_stdout()  # NNI's own log stays in <out>/nni/<experiment>/log/experiment.log
-    print(f"config: {path}{' (tiny)' if args.tiny else ''} -> {cfg.out}")
     try:
+        overrides = [parse_assignment(s) for s in (TINY if args.tiny else [])]
+        overrides += [parse_assignment(s) for s in args.set]
+        cfg = load_config(path, overrides)
+        if args.out:
+            cfg.out = args.out
+        elif args.tiny:
+            cfg.out = cfg.out.rstrip("/") + "-tiny"
+
+        from nni.runtime.log import silence_stdout
+
+        from nas.experiment import run_nas
+        from nas.scoring import format_report
+
+        silence_stdout()  # NNI's own log stays in <out>/nni/<experiment>/log/experiment.log
+        print(f"config: {path}{' (tiny)' if args.tiny else ''} -> {cfg.out}")
         results = run_nas(cfg)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except (ValueError, KeyError, OSError, FloatingPointError) as err:  # as dc-nas: one clear line
+        print(f"nas_proxy: error: {err}", file=sys.stderr)
+        return 2
     d = results.data
     print(f"data: {d['dataset']} {d['channels']}x{d['image_size']}x{d['image_size']}, "
           f"{d['train_images']} training / {d['val_images']} validation images; {len(results.archs)} architectures")

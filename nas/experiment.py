@@ -292,11 +292,9 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
     ``scores.csv``, ``scores.md`` and ``scatter.png`` under ``config.out``."""
     from .scoring import check_top_k
 
+    # Everything that can refuse the config does so before the output folder is touched.
     config.validate()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
-    entries = [parse_proxy_entry(p) for p in config.proxies]  # unknown kinds fail before any work
+    entries = [parse_proxy_entry(p) for p in config.proxies]
     device = resolve_device(config.device)
     split = load_split(config.data, device)
     archs = select_archs(config)
@@ -305,6 +303,9 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
     labels = [k if k != "file" else None for k, _ in entries]
     if reference in labels:
         check_top_k(config.score.top_k, len(archs))
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict())
     provider = ProxyProvider(split, config.proxy, config.proxy.cache_dir or out / "proxies",
                              progress=config.progress)
     results = NasResults(config.to_dict(), split.describe(), archs, {}, out=str(out))

@@ -265,3 +265,18 @@ def test_cli_prints_config_and_reports_bad_input(tmp_path, capsys):
     assert "unknown proxy kind 'bogus'" in capsys.readouterr().err
     assert main(["--dataset", "usps", "--root", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "usps.bz2" in capsys.readouterr().err   # names the missing file
+
+
+def test_the_example_script_reports_bad_input_in_one_line(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "nas_proxy.py"
+    spec = importlib.util.spec_from_file_location("nas_proxy_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = str(tmp_path / "out")
+    assert example.main(["--tiny", "--set", "proxies=[whole, gan]", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas_proxy: error:") and "'gan'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
