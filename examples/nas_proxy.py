@@ -24,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
+from nas.cli import INPUT_ERRORS  # noqa: E402
 from nas.config import load_config, parse_assignment  # noqa: E402
 
 SETTINGS = {
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, OSError, FloatingPointError) as err:  # as dc-nas: one clear line
+    except INPUT_ERRORS as err:  # as dc-nas: one clear line
         print(f"nas_proxy: error: {err}", file=sys.stderr)
         return 2
     d = results.data

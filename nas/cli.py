@@ -19,7 +19,11 @@ import sys
 import warnings
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "INPUT_ERRORS"]
+
+# What bad input raises (OSError: missing files, and downloads that fail offline, urllib's
+# URLError); the command lines print these in one line instead of a traceback.
+INPUT_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)
 
 _FLAGS = {
     "out": ("out", str, "output folder (results, proxies, trial records, NNI logs)"),
@@ -99,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         print(f"dc-nas: interrupted ({err}); rerun the same command to resume", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, OSError, FloatingPointError) as err:
-        # OSError: missing files, and downloads that fail offline (urllib's URLError)
+    except INPUT_ERRORS as err:
         print(f"dc-nas: error: {err}", file=sys.stderr)
         return 2
     for label, run in results.runs.items():

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.examples_util import EXAMPLES, load_example
 from tests.avalanche_util import TINY_NET, blob_stream, one_thread, quiet_evaluator, tiny_learner  # noqa: F401
 
 from avalanche.training.plugins import LwFPlugin, ReplayPlugin, SupervisedPlugin  # noqa: E402
@@ -116,17 +114,8 @@ def test_multi_head_learner_in_a_task_incremental_stream():
     assert out.shape == (3, 2)
 
 
-def _load_example():
-    path = Path(__file__).resolve().parents[1] / "examples" / "continual_digits.py"
-    spec = importlib.util.spec_from_file_location("continual_digits_example", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_example_writes_the_table_csv_and_plot_and_resumes(tmp_path, capsys):
-    example = _load_example()
+    example = load_example("continual_digits.py")
     config = tmp_path / "cl.yaml"
     config.write_text(
         "stream: digits\ndigits_experiences: 2\nimage_size: 8\nchannels: 1\n"
@@ -154,11 +143,11 @@ def test_example_writes_the_table_csv_and_plot_and_resumes(tmp_path, capsys):
 
 
 def test_example_config_errors_name_the_key(tmp_path):
-    example = _load_example()
+    example = load_example("continual_digits.py")
     with pytest.raises(KeyError, match="unknown config key 'epoch'"):
         example.load_config(None, sets=["epoch=3"])
     with pytest.raises(ValueError, match="memories \\['icarl'\\] not allowed"):
         example.load_config(None, sets=["memories=[icarl]"])
-    cfg = example.load_config(str(Path(__file__).resolve().parents[1] / "examples" / "configs" / "continual_digits.yaml"),
+    cfg = example.load_config(str(EXAMPLES / "configs" / "continual_digits.yaml"),
                               offline=True)
     assert (cfg.stream, cfg.image_size, cfg.train.epochs, cfg.condense.iterations) == ("mnist-usps-digits", 16, 5, 10)

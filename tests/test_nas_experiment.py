@@ -268,13 +268,9 @@ def test_cli_prints_config_and_reports_bad_input(tmp_path, capsys):
 
 
 def test_the_example_script_reports_bad_input_in_one_line(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
+    from tests.examples_util import load_example
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "nas_proxy.py"
-    spec = importlib.util.spec_from_file_location("nas_proxy_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("nas_proxy.py")
     out = str(tmp_path / "out")
     assert example.main(["--tiny", "--set", "proxies=[whole, gan]", "--out", out]) == 2
     err = capsys.readouterr().err
