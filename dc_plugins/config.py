@@ -34,6 +34,8 @@ __all__ = [
     "apply_overrides",
     "nest",
     "parse_assignment",
+    "read_yaml_mapping",
+    "packaged_configs",
 ]
 
 MATCHING_METHODS = ("dc", "dsa", "dm")
@@ -311,15 +313,52 @@ def parse_assignment(item: str) -> dict:
     return nest(key, yaml.safe_load(text.strip()) if text.strip() else "")
 
 
+# Packages whose ``configs/`` folder ships YAML files inside the wheel (package data), so that
+# ``--config nas_offline_reduced`` works from a pip install, not only from a checkout.
+CONFIG_PACKAGES = ("dc_plugins", "nas", "strategies")
+
+
+def packaged_configs() -> dict[str, Any]:
+    """Every YAML config that ships inside the installed packages: ``{stem: resource}``
+    (``importlib.resources`` traversables, readable with ``.read_text()``)."""
+    from importlib.resources import files
+
+    found: dict[str, Any] = {}
+    for package in CONFIG_PACKAGES:
+        folder = files(package) / "configs"
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith((".yaml", ".yml")):
+                found.setdefault(entry.name.rsplit(".", 1)[0], entry)
+    return found
+
+
 def read_yaml_mapping(path: str | os.PathLike) -> dict:
     """A YAML config file's top-level mapping (an empty file is an empty mapping); every CLI of
-    the project reads its ``--config`` through this, so the errors are the same everywhere."""
+    the project reads its ``--config`` through this, so the errors are the same everywhere.
+
+    ``path`` is a file, or the name of a config that ships with the package (``nas_offline_reduced``,
+    with or without ``.yaml``, or a checkout path such as ``examples/configs/nas_offline_reduced.yaml``
+    whose file is absent in a pip install): an existing file always wins.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    if path.is_file():
+        text, where = path.read_text(), str(path)
+    else:
+        stem = path.name.rsplit(".", 1)[0] if path.suffix in (".yaml", ".yml") else path.name
+        shipped = packaged_configs()
+        if stem not in shipped:
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist, and no packaged config is "
+                                    f"named {stem!r}; packaged: {', '.join(shipped) or 'none'}")
+        text, where = shipped[stem].read_text(), f"packaged config {stem!r}"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{where} is not valid YAML: {first}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{str(path)!r} must hold a mapping of config keys, got {type(data).__name__}")
+        raise ValueError(f"{where!r} must hold a mapping of config keys, got {type(data).__name__}")
     return data
 
 

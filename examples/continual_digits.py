@@ -7,8 +7,8 @@ without knowledge distillation (``LwFPlugin``), over several seeds. After each s
 is tested on the test sets of all domains seen so far; the table reports the mean of those
 accuracies, mean ± std over seeds, as the paper does.
 
-    python examples/continual_digits.py --config examples/configs/continual_digits.yaml --offline
-    python examples/continual_digits.py --config examples/configs/continual_digits.yaml --root data --download
+    python examples/continual_digits.py --config continual_digits --offline
+    python examples/continual_digits.py --config continual_digits --root data --download
 
 Outputs under ``out``: ``table.md``, ``table.csv`` (mean/std per stage), ``results.csv`` (every
 run and stage), ``accuracy.png``, ``config.json`` and one folder per run with ``result.json``
@@ -268,7 +268,7 @@ def plot(path: Path, rows: list[dict]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file (see examples/configs/continual_digits.yaml)")
+    p.add_argument("--config", help="YAML file or packaged config name (default shipped: continual_digits)")
     p.add_argument("--offline", action="store_true",
                    help="MNIST-10k -> USPS -> scikit-learn digits (no internet), plus the YAML's offline section")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default from the config)")

@@ -4,8 +4,8 @@
     .venv/bin/python examples/nas_proxy.py --setting cifar10-full      # CIFAR-10, 720 archs, GPU
     .venv/bin/python examples/nas_proxy.py --setting offline-reduced --tiny   # a 2-minute check
 
-Each setting is a YAML file in examples/configs/ (nas_offline_reduced.yaml,
-nas_cifar10_full.yaml) that documents its data, grid subset, image size and epochs; any field
+Each setting is a YAML config shipped inside the ``nas`` package (nas/configs/nas_offline_reduced.yaml,
+nas_cifar10_full.yaml; ``dc-nas --config nas_offline_reduced`` reads the same file) that documents its data, grid subset, image size and epochs; any field
 can be overridden with ``--set key=value``. ``--tiny`` runs the same pipeline on 4
 architectures with a few steps each, to check an installation. Interrupted runs resume where
 they stopped when the same command is run again.
@@ -27,10 +27,7 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 from nas.cli import INPUT_ERRORS  # noqa: E402
 from nas.config import load_config, parse_assignment  # noqa: E402
 
-SETTINGS = {
-    "offline-reduced": HERE / "configs" / "nas_offline_reduced.yaml",
-    "cifar10-full": HERE / "configs" / "nas_cifar10_full.yaml",
-}
+SETTINGS = {"offline-reduced": "nas_offline_reduced", "cifar10-full": "nas_cifar10_full"}  # packaged configs
 
 # The DC paper's table (CIFAR-10, 720 ConvNets, 10 images per class, 100 epochs), for comparison.
 PAPER = """| proxy (paper, CIFAR-10) | best arch's whole-set acc. (%) | Spearman (top) | time (min) | storage (images) |

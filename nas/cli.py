@@ -1,6 +1,6 @@
 """``dc-nas``: rank ConvNet architectures with NNI on condensed and baseline proxy sets.
 
-    dc-nas --config examples/configs/nas_offline_reduced.yaml
+    dc-nas --config nas_offline_reduced
     dc-nas --config cfg.yaml --set train.epochs=20 --set proxies=[whole,dc,random]
     dc-nas score --out runs/nas --top-k 10,30,5%     # re-score saved results
 

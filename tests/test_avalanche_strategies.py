@@ -148,6 +148,5 @@ def test_example_config_errors_name_the_key(tmp_path):
         example.load_config(None, sets=["epoch=3"])
     with pytest.raises(ValueError, match="memories \\['icarl'\\] not allowed"):
         example.load_config(None, sets=["memories=[icarl]"])
-    cfg = example.load_config(str(EXAMPLES / "configs" / "continual_digits.yaml"),
-                              offline=True)
+    cfg = example.load_config("continual_digits", offline=True)
     assert (cfg.stream, cfg.image_size, cfg.train.epochs, cfg.condense.iterations) == ("mnist-usps-digits", 16, 5, 10)

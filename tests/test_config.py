@@ -53,3 +53,24 @@ def test_unknown_keys_and_bad_types_are_errors(tmp_path):
         load_yaml(bad)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_yaml(tmp_path / "none.yaml")
+
+
+def test_packaged_configs_load_by_name_and_by_missing_checkout_path(tmp_path):
+    from dc_plugins.config import packaged_configs, read_yaml_mapping
+
+    shipped = packaged_configs()
+    assert {"nas_offline_reduced", "nas_cifar10_full", "continual_digits"} <= set(shipped)
+    by_name = read_yaml_mapping("nas_offline_reduced")
+    assert by_name == read_yaml_mapping("nas_offline_reduced.yaml")
+    # the old checkout path resolves to the packaged file where the file itself is absent
+    assert by_name == read_yaml_mapping("examples/configs/nas_offline_reduced.yaml")
+    assert by_name["data"]["dataset"] == "usps"
+    local = tmp_path / "nas_offline_reduced.yaml"
+    local.write_text("out: mine\n")
+    assert read_yaml_mapping(local) == {"out": "mine"}  # an existing file always wins
+    with pytest.raises(FileNotFoundError, match="no packaged config is named 'nope'.*nas_offline_reduced"):
+        read_yaml_mapping("nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        read_yaml_mapping(bad)
