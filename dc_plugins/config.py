@@ -8,14 +8,10 @@ values, from YAML or flags, always win over the preset.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 import os
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, get_type_hints
+from dataclasses import dataclass, field
+from typing import Any
 
-import yaml
 
 
 __all__ = [
@@ -213,153 +209,10 @@ def resolve(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-# -- YAML and CLI overrides ----------------------------------------------------------------------
+# -- YAML and CLI overrides: the project's one mechanism, in dc_plugins.settings ----------------
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    """Convert a YAML / CLI value to the declared type (``int | None``, ``list[int]``, ``dict``)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(types, "UnionType", None)):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ValueError as err:
-                errors.append(str(err))
-        raise ValueError(errors[0] if errors else f"{key}: cannot use {value!r}")
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        elif not isinstance(value, (list, tuple)):
-            value = [value]  # a single value where a list is declared: "seeds: 0"
-        (item,) = args or (Any,)
-        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if tp is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if tp is str:
-            if isinstance(value, (dict, list)):
-                raise ValueError(value)
-            return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: cannot use {value!r} (expected {_type_name(tp)})") from None
-    return value
-
-
-def apply_overrides(cfg: Any, values: dict, prefix: str = "") -> Any:
-    """Set (nested) fields of a config dataclass from a mapping; unknown keys are an error."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
-    hints = get_type_hints(type(cfg))
-    names = {f.name for f in fields(cfg)}
-    for key, value in values.items():
-        name = str(key).replace("-", "_")
-        if name not in names:
-            raise KeyError(f"unknown config key {prefix + str(key)!r}; allowed: {', '.join(sorted(names))}")
-        current = getattr(cfg, name)
-        if dataclasses.is_dataclass(current):
-            apply_overrides(current, value if value is not None else {}, prefix + name + ".")
-        else:
-            setattr(cfg, name, _coerce(hints[name], value, prefix + name))
-    return cfg
-
-
-def nest(dotted: str, value: Any) -> dict:
-    """``nest("eval.epochs", 5)`` -> ``{"eval": {"epochs": 5}}``, for :func:`apply_overrides`."""
-    out: dict = {}
-    node = out
-    *head, last = dotted.strip().split(".")
-    for part in head:
-        node = node.setdefault(part, {})
-    node[last] = value
-    return out
-
-
-def parse_assignment(item: str) -> dict:
-    """A ``--set KEY=VALUE`` item as a nested mapping (the value is read as YAML)."""
-    if "=" not in item:
-        raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-    key, text = item.split("=", 1)
-    return nest(key, yaml.safe_load(text.strip()) if text.strip() else "")
-
-
-# Packages whose ``configs/`` folder ships YAML files inside the wheel (package data), so that
-# ``--config nas_offline_reduced`` works from a pip install, not only from a checkout.
-CONFIG_PACKAGES = ("dc_plugins", "nas", "strategies")
-
-
-def packaged_configs() -> dict[str, Any]:
-    """Every YAML config that ships inside the installed packages: ``{stem: resource}``
-    (``importlib.resources`` traversables, readable with ``.read_text()``)."""
-    from importlib.resources import files
-
-    found: dict[str, Any] = {}
-    for package in CONFIG_PACKAGES:
-        folder = files(package) / "configs"
-        if not folder.is_dir():
-            continue
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith((".yaml", ".yml")):
-                found.setdefault(entry.name.rsplit(".", 1)[0], entry)
-    return found
-
-
-def read_yaml_mapping(path: str | os.PathLike) -> dict:
-    """A YAML config file's top-level mapping (an empty file is an empty mapping); every CLI of
-    the project reads its ``--config`` through this, so the errors are the same everywhere.
-
-    ``path`` is a file, or the name of a config that ships with the package (``nas_offline_reduced``,
-    with or without ``.yaml``, or a checkout path such as ``examples/configs/nas_offline_reduced.yaml``
-    whose file is absent in a pip install): an existing file always wins.
-    """
-    path = Path(path)
-    if path.is_file():
-        text, where = path.read_text(), str(path)
-    else:
-        stem = path.name.rsplit(".", 1)[0] if path.suffix in (".yaml", ".yml") else path.name
-        shipped = packaged_configs()
-        if stem not in shipped:
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist, and no packaged config is "
-                                    f"named {stem!r}; packaged: {', '.join(shipped) or 'none'}")
-        text, where = shipped[stem].read_text(), f"packaged config {stem!r}"
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{where} is not valid YAML: {first}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{where!r} must hold a mapping of config keys, got {type(data).__name__}")
-    return data
+from .settings import (apply_overrides, nest, packaged_configs, parse_assignment,  # noqa: E402
+                       read_yaml_mapping)
 
 
 def load_yaml(path: str | os.PathLike, cfg: RunConfig | None = None) -> RunConfig:

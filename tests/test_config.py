@@ -74,3 +74,35 @@ def test_packaged_configs_load_by_name_and_by_missing_checkout_path(tmp_path):
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ValueError, match="is not valid YAML"):
         read_yaml_mapping(bad)
+
+
+def test_one_fill_mechanism_validates_every_leaf_by_its_declared_type():
+    from dataclasses import dataclass, field
+
+    from dc_plugins.settings import apply_overrides as fill
+
+    @dataclass
+    class Inner:
+        rate: float = 0.1
+        names: list[str] = field(default_factory=list)
+
+    @dataclass
+    class Outer:
+        count: int | None = 3
+        flag: bool = False
+        seeds: list[int] = field(default_factory=lambda: [0])
+        per_method: int | dict | None = None
+        inner: Inner = field(default_factory=Inner)
+
+    cfg = fill(Outer(), {"count": "none", "flag": "yes", "seeds": "1, 2", "per_method": "{dc: 5}",
+                         "inner": {"rate": 1, "names": [10, "5%"]}})
+    assert (cfg.count, cfg.flag, cfg.seeds, cfg.per_method) == (None, True, [1, 2], {"dc": 5})
+    assert cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float) and cfg.inner.names == ["10", "5%"]
+    assert fill(Outer(), {"seeds": 4, "per_method": 7}).seeds == [4]
+    for bad, message in [({"count": True}, "count: cannot use True"), ({"count": 2.5}, "count: cannot use 2.5"),
+                         ({"seeds": ["a"]}, "seeds: cannot use"), ({"inner": {"rate": "fast"}}, "inner.rate: cannot use 'fast'"),
+                         ({"inner": 3}, "inner must be a mapping")]:
+        with pytest.raises(ValueError, match=message):
+            fill(Outer(), bad)
+    with pytest.raises(KeyError, match="unknown config key 'inner.rat'; allowed: names, rate"):
+        fill(Outer(), {"inner": {"rat": 1}})
