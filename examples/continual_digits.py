@@ -46,7 +46,7 @@ from dc_plugins.device import resolve_device  # noqa: E402
 from dc_plugins.io import atomic_path, write_json  # noqa: E402
 
 STREAMS = ("svhn-mnist-usps", "mnist-usps-digits", "digits")
-BASELINES = ("none", "herding")
+BASELINES = ("none", "learner-herding")
 
 
 @dataclass
@@ -63,7 +63,7 @@ class ContinualConfig:
     channels: int = 3
     max_train_per_class: int | None = None
     digits_experiences: int = 5
-    memories: list[str] = field(default_factory=lambda: ["herding", "dc"])
+    memories: list[str] = field(default_factory=lambda: ["learner-herding", "dc"])
     distillation: list[bool] = field(default_factory=lambda: [False, True])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     net: str = "convnet-w128-d3-instance-relu-avg"

@@ -14,7 +14,8 @@ from avalanche.training.plugins import LwFPlugin, ReplayPlugin, SupervisedPlugin
 from avalanche.training.storage_policy import HerdingSelectionStrategy, ParametricBuffer  # noqa: E402
 
 from dc_plugins.avalanche import CondensedReplayConfig, CondensedReplayPlugin  # noqa: E402
-from strategies import BalancedFinetuningPlugin, E2EConfig, herding_buffer, make_e2e_strategy  # noqa: E402
+from strategies import (BalancedFinetuningPlugin, E2EConfig, LearnerHerdingBuffer, learner_herding_buffer,  # noqa: E402
+                        make_e2e_strategy)
 from strategies.models import MultiHeadConvNet, make_learner  # noqa: E402
 
 CONDENSED = CondensedReplayConfig(method="dm", iterations=2, net=TINY_NET, preset="cpu-quick", progress=False)
@@ -33,8 +34,10 @@ def test_factory_puts_the_plugins_in_e2e_order():
     assert kinds == [CondensedReplayPlugin, BalancedFinetuningPlugin, LwFPlugin]
     assert s.plugins[0].storage_policy.config.ipc == 4 and s.plugins[0].mem_size == 24
 
-    s = make_e2e_strategy(tiny_learner(6), small(memory="herding", distillation=False), evaluator=quiet_evaluator())
-    assert type(s.plugins[0]) is ReplayPlugin and isinstance(s.plugins[0].storage_policy, ParametricBuffer)
+    s = make_e2e_strategy(tiny_learner(6), small(memory="learner-herding", distillation=False),
+                          evaluator=quiet_evaluator())
+    assert type(s.plugins[0]) is ReplayPlugin and isinstance(s.plugins[0].storage_policy, LearnerHerdingBuffer)
+    assert isinstance(s.plugins[0].storage_policy, ParametricBuffer)  # Avalanche's, subclassed
     assert not any(isinstance(p, LwFPlugin) for p in s.plugins)
 
     s = make_e2e_strategy(tiny_learner(6), small(memory="none"), evaluator=quiet_evaluator())
@@ -42,8 +45,9 @@ def test_factory_puts_the_plugins_in_e2e_order():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(memory="reservoir"), "unknown memory 'reservoir'; allowed: none, herding, condensed"),
-    (dict(memory="none", balanced_finetuning=True), "needs memory 'herding' or 'condensed'"),
+    (dict(memory="reservoir"), "unknown memory 'reservoir'; allowed: none, learner-herding, condensed"),
+    (dict(memory="herding"), "'herding' names two baselines: use 'learner-herding' .* or 'reference-herding'"),
+    (dict(memory="none", balanced_finetuning=True), "needs memory 'learner-herding' or 'condensed'"),
     (dict(epochs=0), "epochs must be positive"),
 ])
 def test_e2e_config_rejects_bad_values(bad, match):
@@ -79,12 +83,12 @@ def test_balanced_finetuning_trains_on_the_memory_from_the_second_experience():
     assert all(torch.equal(a, b) for a, b in zip(lwf.prev_model.parameters(), after.snapshots[-1]))
 
 
-def test_herding_buffer_keeps_real_exemplars_per_class():
+def test_learner_herding_keeps_real_exemplars_per_class():
     bm = blob_stream("class", experiences=2, classes=2)
     model = tiny_learner(4)
-    buffer = herding_buffer(model, 40, ipc=5)
+    buffer = learner_herding_buffer(model, 40, ipc=5)
     assert isinstance(buffer.selection_strategy, HerdingSelectionStrategy)
-    s = make_e2e_strategy(model, small(memory="herding", mem_size=40, ipc=5, distillation=False),
+    s = make_e2e_strategy(model, small(memory="learner-herding", mem_size=40, ipc=5, distillation=False),
                           evaluator=quiet_evaluator())
     for exp in bm.train_stream:
         s.train(exp)
@@ -95,9 +99,43 @@ def test_herding_buffer_keeps_real_exemplars_per_class():
     for i in range(len(memory)):
         assert (real == memory[i][0].flatten()).all(1).any()  # exactly one of the real images
     with pytest.raises(ValueError, match="no module 'backbone'"):
-        herding_buffer(model, 40, layer_name="backbone")
-    with pytest.raises(ValueError, match="ipc must be an integer in 1..mem_size=40, got 41"):
-        herding_buffer(model, 40, ipc=41)
+        learner_herding_buffer(model, 40, layer_name="backbone")
+    with pytest.raises(ValueError, match="ipc must be an integer in 1..mem_size=40 or None, got 41"):
+        learner_herding_buffer(model, 40, ipc=41)
+
+
+def _herd(scenario: str, mem_size: int, ipc: int | None, experiences: int = 2):
+    bm = blob_stream(scenario, experiences=experiences, classes=2)
+    model = tiny_learner(2 if scenario == "domain" else 2 * experiences)
+    s = make_e2e_strategy(model, small(memory="learner-herding", mem_size=mem_size, ipc=ipc, distillation=False),
+                          evaluator=quiet_evaluator())
+    for exp in bm.train_stream:
+        s.train(exp)
+    return bm, s.plugins[0].storage_policy
+
+
+def test_learner_herding_keeps_exactly_ipc_not_mem_size_over_its_groups():
+    # Avalanche's fixed-group mode kept mem_size // (mem_size // ipc) = 24 // 4 = 6 per class here
+    _, buffer = _herd("class", mem_size=24, ipc=5)
+    assert sorted(buffer.class_counts().values()) == [5, 5, 5, 5] and len(buffer.buffer) == 20
+    # more groups than mem_size // ipc: the equal share (every slot used), never above mem_size
+    with pytest.warns(UserWarning, match="ipc=4 for 4 groups needs 16 images, more than mem_size=10"):
+        _, buffer = _herd("class", mem_size=10, ipc=4)
+    assert sorted(buffer.class_counts().values()) == [2, 2, 3, 3] and len(buffer.buffer) == 10
+    _, buffer = _herd("class", mem_size=23, ipc=None)  # Avalanche's adaptive share, as before
+    assert sorted(buffer.class_counts().values()) == [5, 6, 6, 6]
+
+
+def test_learner_herding_groups_a_digit_of_each_domain_apart():
+    # domain-incremental: the same two labels in both experiences; as the condensed buffer, each
+    # (experience, class) is a group that keeps its own exemplars, herded from its own domain
+    bm, buffer = _herd("domain", mem_size=40, ipc=3)
+    assert sorted(buffer.buffer_groups) == [(0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1)]
+    assert buffer.class_counts() == {(0, 0): 6, (0, 1): 6}
+    for (e, _, c), group in buffer.buffer_groups.items():
+        real = torch.stack([x for x, y, *_ in bm.train_stream[e].dataset if y == c]).flatten(1)
+        for x, y, *_ in group.buffer:
+            assert y == c and (real == x.flatten()).all(1).any()
 
 
 def test_multi_head_learner_in_a_task_incremental_stream():
