@@ -1,13 +1,14 @@
-"""strategies/: E2E factory, balanced fine-tuning, Avalanche's herding baseline, and the example."""
+"""strategies/: E2E factory, balanced fine-tuning, learner-herding, the continual runner, and the example."""
 
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
 
-from tests.examples_util import EXAMPLES, load_example
+from tests.examples_util import load_example
 from tests.avalanche_util import TINY_NET, blob_stream, one_thread, quiet_evaluator, tiny_learner  # noqa: F401
 
 from avalanche.training.plugins import LwFPlugin, ReplayPlugin, SupervisedPlugin  # noqa: E402
@@ -16,6 +17,7 @@ from avalanche.training.storage_policy import HerdingSelectionStrategy, Parametr
 from dc_plugins.avalanche import CondensedReplayConfig, CondensedReplayPlugin  # noqa: E402
 from strategies import (BalancedFinetuningPlugin, E2EConfig, LearnerHerdingBuffer, learner_herding_buffer,  # noqa: E402
                         make_e2e_strategy)
+from strategies import continual  # noqa: E402
 from strategies.models import MultiHeadConvNet, make_learner  # noqa: E402
 
 CONDENSED = CondensedReplayConfig(method="dm", iterations=2, net=TINY_NET, preset="cpu-quick", progress=False)
@@ -152,17 +154,19 @@ def test_multi_head_learner_in_a_task_incremental_stream():
     assert out.shape == (3, 2)
 
 
-def test_example_writes_the_table_csv_and_plot_and_resumes(tmp_path, capsys):
-    example = load_example("continual_digits.py")
-    config = tmp_path / "cl.yaml"
-    config.write_text(
-        "stream: digits\ndigits_experiences: 2\nimage_size: 8\nchannels: 1\n"
-        f"memories: [none, dm]\ndistillation: [false]\nnet: {TINY_NET}\n"
-        "train: {mem_size: 20, ipc: 2, epochs: 1, batch: 64, balanced_finetuning: false}\n"
-        f"condense: {{iterations: 1, preset: cpu-quick, net: {TINY_NET}}}\n")
-    argv = ["--config", str(config), "--seeds", "0", "1", "--out", str(tmp_path / "out"), "--no-progress"]
-    rows = example.main(argv)
+TINY = ["stream=digits", "digits_experiences=2", "image_size=8", "channels=1", f"net={TINY_NET}",
+        "train={mem_size: 20, ipc: 2, epochs: 1, batch: 64, balanced_finetuning: false}",
+        f"condense={{iterations: 1, preset: cpu-quick, net: {TINY_NET}}}", "device=cpu"]
+
+
+def tiny_argv(out, *sets: str) -> list[str]:
+    return [item for s in TINY + list(sets) for item in ("--set", s)] + ["--out", str(out), "--no-progress"]
+
+
+def test_runner_writes_the_table_csv_and_plot_and_resumes(tmp_path, capsys):
     out = tmp_path / "out"
+    argv = tiny_argv(out, "memories=[none, dm]", "distillation=[false]", "seeds=[0, 1]")
+    rows = continual.main(argv)
     for name in ("table.md", "table.csv", "results.csv", "accuracy.png", "config.json"):
         assert (out / name).is_file(), name
     assert [(r["memory"], r["distillation"], r["seeds"]) for r in rows] == [("dm", False, 2), ("none", False, 2)]
@@ -173,18 +177,105 @@ def test_example_writes_the_table_csv_and_plot_and_resumes(tmp_path, capsys):
         accs = [float(a) for a in r["accuracies"].split()]
         assert len(accs) == int(r["stage"]) and abs(sum(accs) / len(accs) - float(r["mean_seen"])) < 1e-5
     table = (out / "table.md").read_text()
-    assert "| dm | no | 2 |" in table and "±" in table
+    assert "| dm | no | 2 |" in table and "±" in table and "forgetting" in table.splitlines()[0]
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     capsys.readouterr()
-    again = example.main(argv)  # finished runs are reused, not rerun
-    assert "done earlier" in capsys.readouterr().out and again == rows
+    again = continual.main(argv)  # finished runs of the same configuration are reused, not rerun
+    assert capsys.readouterr().out.count("done earlier with this configuration") == 4 and again == rows
 
 
-def test_example_config_errors_name_the_key(tmp_path):
-    example = load_example("continual_digits.py")
+def test_runner_records_avalanches_forgetting_per_stage(tmp_path):
+    cfg = continual.load_config(None, sets=TINY + ["memories=[none]", "distillation=[false]", "seeds=[0]",
+                                                   "train.epochs=5", f"out={tmp_path}"])
+    continual.run_continual(cfg, progress=False, log=lambda line: None)
+    result = json.loads((tmp_path / "runs" / "none-nokd-s0" / "result.json").read_text())
+    first, last = result["stages"]
+    assert first["forgetting"] == [] and first["stream_forgetting"] == 0.0
+    # Avalanche's forgetting of experience 0: its accuracy after stage 1 minus its accuracy now
+    assert last["forgetting"] == [pytest.approx(first["accuracies"][0] - last["accuracies"][0])]
+    assert last["stream_forgetting"] == pytest.approx(last["forgetting"][0])
+    assert last["stream_forgetting"] > 0.5  # no replay on a class-incremental stream: it forgets
+
+
+def test_a_runs_result_does_not_depend_on_the_runs_before_it(tmp_path):
+    grid = ["memories=[none]", "distillation=[false]"]
+    continual.main(tiny_argv(tmp_path / "both", *grid, "seeds=[0, 1]"))
+    continual.main(tiny_argv(tmp_path / "alone", *grid, "seeds=[1]"))
+    both, alone = (json.loads((tmp_path / d / "runs" / "none-nokd-s1" / "result.json").read_text())
+                   for d in ("both", "alone"))
+    assert [s["accuracies"] for s in both["stages"]] == [s["accuracies"] for s in alone["stages"]]
+
+
+def test_runner_refuses_a_run_folder_of_another_configuration(tmp_path):
+    out = tmp_path / "out"
+    grid = ["memories=[none]", "distillation=[false]", "seeds=[0]"]
+    continual.main(tiny_argv(out, *grid))
+    result_file = out / "runs" / "none-nokd-s0" / "result.json"
+    result = json.loads(result_file.read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert result["config_hash"] == continual.config_hash(result["config"])
+    assert config["runs"] == {"none-nokd-s0": result["config_hash"]} and config["data"] == result["config"]["data"]
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(continual.ConfigMismatchError,
+                       match=r"none-nokd-s0 is a run of another configuration \(train\.epochs: 1 -> 2, "
+                             r"train\.lr: 0\.01 -> 0\.05\); choose another out"):
+        continual.main(tiny_argv(out, *grid, "train.epochs=2", "train.lr=0.05"))
+    with pytest.raises(continual.ConfigMismatchError, match=r"\(data: '[0-9a-f]{16}' -> '[0-9a-f]{16}', "
+                                                            r"image_size: 8 -> 10\)"):
+        continual.main(tiny_argv(out, *grid, "image_size=10"))
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # refused before anything was written: the table is the old run's
+    # where and how it ran is not the configuration: another root, threads or a moved folder reuse the run
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    continual.main(tiny_argv(moved, *grid, "root=elsewhere", "threads=1"))
+    assert json.loads((moved / "runs" / "none-nokd-s0" / "result.json").read_text()) == result
+    # a result without a hash (an older version's) is not trusted
+    del result["config_hash"]
+    (moved / "runs" / "none-nokd-s0" / "result.json").write_text(json.dumps(result))
+    with pytest.raises(continual.ConfigMismatchError, match="has no configuration hash"):
+        continual.main(tiny_argv(moved, *grid))
+
+
+def test_resolved_run_holds_what_changes_the_result_and_nothing_else():
+    cfg = continual.load_config(None, sets=TINY)
+    base = continual.resolved_run(cfg, "dc", True, 0, "abc")
+    assert base["condense"]["method"] == "dc" and base["condense"]["seed"] == 0
+    assert base["condense"]["resolved"]["iterations"] == 1 and base["train"]["memory"] == "condensed"
+    assert not {"root", "device", "threads", "out", "memories", "seeds"} & set(base)
+    assert "progress" not in base["condense"] and "cache_dir" not in base["condense"]
+    moved = continual.load_config(None, sets=TINY + ["root=/x", "device=cuda", "out=/y", "seeds=[5]",
+                                                     "condense.progress=false", "condense.cache_dir=/z"])
+    assert continual.resolved_run(moved, "dc", True, 0, "abc") == base
+    herd = continual.resolved_run(cfg, "reference-herding", True, 0, "abc")
+    assert herd["condense"]["method"] == "herding" and herd["memory"] == "reference-herding"
+    # learner-herding has no condensed memory: the condense section does not change its result
+    learner = continual.resolved_run(cfg, "learner-herding", True, 0, "abc")
+    assert learner["condense"] is None and learner["train"]["memory"] == "learner-herding"
+    other = continual.load_config(None, sets=TINY + ["condense.iterations=3"])
+    assert continual.resolved_run(other, "learner-herding", True, 0, "abc") == learner
+    assert continual.config_diff(base, continual.resolved_run(other, "dc", True, 0, "abc")) == [
+        "condense.iterations: 1 -> 3", "condense.resolved.iterations: 1 -> 3"]
+
+
+def test_runner_config_errors_name_the_key():
     with pytest.raises(KeyError, match="unknown config key 'epoch'"):
-        example.load_config(None, sets=["epoch=3"])
+        continual.load_config(None, sets=["epoch=3"])
+    with pytest.raises(KeyError, match="unknown config key 'train.epoch'"):
+        continual.load_config(None, sets=["train.epoch=3"])
     with pytest.raises(ValueError, match="memories \\['icarl'\\] not allowed"):
-        example.load_config(None, sets=["memories=[icarl]"])
-    cfg = example.load_config("continual_digits", offline=True)
+        continual.load_config(None, sets=["memories=[icarl]"])
+    with pytest.raises(ValueError, match="^memory 'herding' names two baselines: use 'learner-herding' .* or "
+                                         "'reference-herding' \\(the condensed buffer's method 'herding'"):
+        continual.load_config(None, sets=["memories=[herding, dc]"])
+    cfg = continual.load_config("continual_digits", offline=True)
     assert (cfg.stream, cfg.image_size, cfg.train.epochs, cfg.condense.iterations) == ("mnist-usps-digits", 16, 5, 10)
+    assert cfg.memories == ["learner-herding", "dc"]
+    assert isinstance(cfg.train, E2EConfig) and isinstance(cfg.condense, CondensedReplayConfig)
+
+
+def test_example_script_runs_the_library_runner(tmp_path):
+    example = load_example("continual_digits.py")
+    rows = example.main(tiny_argv(tmp_path, "memories=[none]", "distillation=[true]", "seeds=[0]"))
+    assert [(r["memory"], r["distillation"], r["seeds"]) for r in rows] == [("none", True, 1)]
+    assert (tmp_path / "runs" / "none-kd-s0" / "result.json").is_file()
