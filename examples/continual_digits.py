@@ -32,9 +32,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from strategies import continual  # noqa: E402
 
 
-def main(argv=None):
-    return continual.main(argv, description=__doc__)
+def main(argv=None) -> int:
+    return continual.cli(argv, prog="continual_digits", description=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -38,6 +38,7 @@ import dataclasses
 import hashlib
 import json
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ __all__ = [
     "run_continual",
     "build_parser",
     "main",
+    "cli",
 ]
 
 STREAMS = ("svhn-mnist-usps", "mnist-usps-digits", "digits")
@@ -313,12 +315,13 @@ def run_one(cfg: ContinualConfig, benchmark, memory: str, distill: bool, seed: i
             strategy.train(exp)
             metrics = strategy.eval(benchmark.test_stream[:i + 1])
             accs = [_exp_metric(metrics, "Top1_Acc_Exp/eval_phase/test_stream/", j) for j in range(i + 1)]
-            if any(a is None for a in accs):
-                raise RuntimeError(f"no accuracy for a test experience after stage {i + 1}: {sorted(metrics)}")
             # Avalanche's forgetting of experience j: its accuracy right after training on it minus now
             forgetting = [_exp_metric(metrics, "ExperienceForgetting/eval_phase/test_stream/", j) for j in range(i)]
+            if any(a is None for a in accs + forgetting):
+                raise RuntimeError(f"no accuracy or forgetting for a test experience after stage {i + 1}: "
+                                   f"{sorted(metrics)}")
             stages.append({"stage": i + 1, "accuracies": accs, "mean_seen": statistics.fmean(accs),
-                           "forgetting": [f if f is not None else float("nan") for f in forgetting],
+                           "forgetting": forgetting,
                            "stream_forgetting": float(metrics.get("StreamForgetting/eval_phase/test_stream", 0.0)),
                            "seconds": round(time.perf_counter() - t0, 2)})
             log(f"  {name} stage {i + 1}: seen-average {100 * stages[-1]['mean_seen']:.2f} % "
@@ -391,8 +394,12 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+# Bad input of a user (config keys and values, files, a run folder of another configuration)
+INPUT_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)
+
+
 def main(argv: Sequence[str] | None = None, description: str | None = None) -> list[dict]:
-    """The command line of ``examples/continual_digits.py`` (and ``python -m strategies.continual``)."""
+    """Parse ``argv``, run, print the table and return its rows; input errors raise (see :func:`cli`)."""
     args = build_parser(description).parse_args(argv)
     sets = list(args.set)
     if args.seeds:
@@ -418,5 +425,20 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> l
     return rows
 
 
+def cli(argv: Sequence[str] | None = None, *, prog: str = "continual", description: str | None = None) -> int:
+    """:func:`main` as a command: input errors are one line on stderr and exit status 2, an
+    interruption is status 130 (the same command resumes)."""
+    try:
+        main(argv, description)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except INPUT_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(prog="python -m strategies.continual"))

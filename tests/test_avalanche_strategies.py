@@ -274,8 +274,15 @@ def test_runner_config_errors_name_the_key():
     assert isinstance(cfg.train, E2EConfig) and isinstance(cfg.condense, CondensedReplayConfig)
 
 
-def test_example_script_runs_the_library_runner(tmp_path):
+def test_example_script_runs_the_library_runner(tmp_path, capsys):
     example = load_example("continual_digits.py")
-    rows = example.main(tiny_argv(tmp_path, "memories=[none]", "distillation=[true]", "seeds=[0]"))
-    assert [(r["memory"], r["distillation"], r["seeds"]) for r in rows] == [("none", True, 1)]
+    grid = ["memories=[none]", "distillation=[true]", "seeds=[0]"]
+    assert example.main(tiny_argv(tmp_path, *grid)) == 0
+    assert "| none | yes | 1 |" in capsys.readouterr().out
     assert (tmp_path / "runs" / "none-kd-s0" / "result.json").is_file()
+    # input errors are one line and exit status 2, as dc-nas
+    assert example.main(tiny_argv(tmp_path, *grid, "train.epochs=3")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("continual_digits: error: ") and "train.epochs: 1 -> 3" in err
+    assert example.main(["--set", "memories=[herding]"]) == 2
+    assert "names two baselines" in capsys.readouterr().err
