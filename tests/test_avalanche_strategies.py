@@ -108,7 +108,7 @@ def test_learner_herding_keeps_real_exemplars_per_class():
 
 def _herd(scenario: str, mem_size: int, ipc: int | None, experiences: int = 2):
     bm = blob_stream(scenario, experiences=experiences, classes=2)
-    model = tiny_learner(2 if scenario == "domain" else 2 * experiences)
+    model = tiny_learner(2 if scenario in ("domain", "task") else 2 * experiences)
     s = make_e2e_strategy(model, small(memory="learner-herding", mem_size=mem_size, ipc=ipc, distillation=False),
                           evaluator=quiet_evaluator())
     for exp in bm.train_stream:
@@ -138,6 +138,10 @@ def test_learner_herding_groups_a_digit_of_each_domain_apart():
         real = torch.stack([x for x, y, *_ in bm.train_stream[e].dataset if y == c]).flatten(1)
         for x, y, *_ in group.buffer:
             assert y == c and (real == x.flatten()).all(1).any()
+    # task-incremental: labels restart at 0 in each task, and each task's classes are their own groups
+    _, buffer = _herd("task", mem_size=40, ipc=3)
+    assert sorted(buffer.buffer_groups) == [(0, 0, 0), (0, 0, 1), (1, 1, 0), (1, 1, 1)]
+    assert buffer.class_counts() == {(0, 0): 3, (0, 1): 3, (1, 0): 3, (1, 1): 3}
 
 
 def test_multi_head_learner_in_a_task_incremental_stream():
