@@ -3,12 +3,14 @@
 E2E = replay of a memory + knowledge distillation on the old outputs, then an optional
 class-balanced fine-tuning step. Built from Avalanche parts:
 
-* memory: :class:`~dc_plugins.avalanche.CondensedReplayPlugin` (condensed images), or
-  ``ReplayPlugin`` with Avalanche's herding ``ParametricBuffer`` (:func:`herding_buffer`), or none;
+* memory: :class:`~dc_plugins.avalanche.CondensedReplayPlugin` (``condensed``: condensed images,
+  or a coreset of the condensed buffer such as ``reference-herding`` = its ``method="herding"``), or
+  ``ReplayPlugin`` with Avalanche's herding ``ParametricBuffer`` on the learner's features
+  (``learner-herding``, :class:`~strategies.herding.LearnerHerdingBuffer`), or none;
 * distillation: Avalanche's ``LwFPlugin`` (on the units of the classes seen before);
 * balanced fine-tuning: :class:`BalancedFinetuningPlugin`, a few epochs at a small learning rate
   on the memory after it took in the new classes: the memory holds the same number of images
-  for every class, so this is E2E's balanced subset (for a herding memory exactly; for a
+  for every class, so this is E2E's balanced subset (for learner-herding exactly; for a
   condensed memory, the condensed images stand in for the exemplars, as in the DC paper).
 
 Plugin order matters after each experience: memory update, then fine-tuning, then LwF saves the
@@ -30,19 +32,24 @@ from torch.utils.data import DataLoader
 
 from dc_plugins.avalanche import CondensedReplayConfig, CondensedReplayPlugin
 
-from .herding import herding_buffer
+from .herding import learner_herding_buffer
 
-__all__ = ["MEMORIES", "E2EConfig", "BalancedFinetuningPlugin", "make_e2e_strategy"]
+__all__ = ["MEMORIES", "AMBIGUOUS_HERDING", "E2EConfig", "BalancedFinetuningPlugin", "make_e2e_strategy"]
 
-MEMORIES = ("none", "herding", "condensed")
+MEMORIES = ("none", "learner-herding", "condensed")
+
+AMBIGUOUS_HERDING = ("'herding' names two baselines: use 'learner-herding' (Avalanche's ParametricBuffer + "
+                     "HerdingSelectionStrategy on the learner's features) or 'reference-herding' (the condensed "
+                     "buffer's method 'herding', features of a separately trained reference ConvNet)")
 
 
 @dataclass
 class E2EConfig:
     """The training recipe; every field can come from YAML.
 
-    ``memory``: ``none`` (fine-tuning only), ``herding`` (Avalanche's herding buffer) or
-    ``condensed`` (the method of the :class:`CondensedReplayConfig`). ``mem_size`` images in
+    ``memory``: ``none`` (fine-tuning only), ``learner-herding`` (Avalanche's herding buffer on
+    the learner's features) or ``condensed`` (the method of the :class:`CondensedReplayConfig`;
+    ``reference-herding`` is ``condensed`` with method ``herding``). ``mem_size`` images in
     total; ``ipc`` per class (``None``: equal share of ``mem_size``).
     """
 
@@ -64,6 +71,9 @@ class E2EConfig:
     herding_layer: str = "features"
 
     def __post_init__(self) -> None:
+        if self.memory == "herding":
+            raise ValueError(f"memory {AMBIGUOUS_HERDING}; here reference-herding is memory 'condensed' "
+                             f"with CondensedReplayConfig(method='herding')")
         if self.memory not in MEMORIES:
             raise ValueError(f"unknown memory {self.memory!r}; allowed: {', '.join(MEMORIES)}")
         for name in ("mem_size", "epochs", "batch"):
@@ -72,7 +82,7 @@ class E2EConfig:
         if self.ipc is not None and self.ipc <= 0:
             raise ValueError(f"ipc must be positive or None, got {self.ipc}")
         if self.balanced_finetuning and self.memory == "none":
-            raise ValueError("balanced_finetuning fine-tunes on the memory; it needs memory 'herding' or 'condensed'")
+            raise ValueError("balanced_finetuning fine-tunes on the memory; it needs memory 'learner-herding' or 'condensed'")
 
     def replace(self, **changes: Any) -> "E2EConfig":
         return dataclasses.replace(self, **changes)
@@ -140,11 +150,11 @@ def make_e2e_strategy(model: torch.nn.Module, config: E2EConfig | None = None, *
     replay: ReplayPlugin | None = None
     if config.memory == "condensed":
         cfg = (condensed or CondensedReplayConfig()).replace(ipc=config.ipc)
-        replay = CondensedReplayPlugin(config.mem_size, config=cfg, batch_size=config.batch,
-                                       batch_size_mem=config.batch_mem or config.batch)
-    elif config.memory == "herding":
-        buffer = herding_buffer(model, config.mem_size, ipc=config.ipc, layer_name=config.herding_layer)
-        replay = ReplayPlugin(config.mem_size, storage_policy=buffer, batch_size=config.batch,
+        replay = CondensedReplayPlugin(mem_size=config.mem_size, batch_size=config.batch,
+                                       batch_size_mem=config.batch_mem or config.batch, config=cfg)
+    elif config.memory == "learner-herding":
+        buffer = learner_herding_buffer(model, config.mem_size, ipc=config.ipc, layer_name=config.herding_layer)
+        replay = ReplayPlugin(mem_size=config.mem_size, storage_policy=buffer, batch_size=config.batch,
                               batch_size_mem=config.batch_mem or config.batch)
     if replay is not None:
         chain.append(replay)
