@@ -380,7 +380,8 @@ def run_continual(cfg: ContinualConfig, *, progress: bool = True, log: Callable[
 # -- command line --------------------------------------------------------------------------------
 
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="dc-continual", description=description or __doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML file or packaged config name (shipped: continual_digits)")
     p.add_argument("--offline", action="store_true",
                    help="MNIST-10k -> USPS -> scikit-learn digits (no internet), plus the YAML's offline section")
@@ -425,7 +426,7 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> l
     return rows
 
 
-def cli(argv: Sequence[str] | None = None, *, prog: str = "continual", description: str | None = None) -> int:
+def cli(argv: Sequence[str] | None = None, *, prog: str = "dc-continual", description: str | None = None) -> int:
     """:func:`main` as a command: input errors are one line on stderr and exit status 2, an
     interruption is status 130 (the same command resumes)."""
     try:
