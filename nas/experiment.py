@@ -20,8 +20,9 @@ Node.js manager cannot start (no runnable ``node`` binary) or its port is taken.
 trials elsewhere (``platform: remote``, and the cluster platforms) therefore need:
 
 - the same Python environment at the same path: that interpreter path must exist on every
-  machine (a remote machine's ``pythonPath`` option does not change it), with the same ``nni``, ``torch`` and ``dc-plugins`` (the trial unpickles the model space
-  and :func:`nas.evaluator.evaluate_architecture` by module name);
+  machine (a remote machine's ``pythonPath`` picks only the Python of NNI's trial keeper there),
+  with the same ``nni``, ``torch`` and ``dc-plugins`` (the trial unpickles the model space and
+  :func:`nas.evaluator.evaluate_architecture` by module name);
 - a small start directory: NNI uploads it to every machine before the first trial (at most 2,000
   files and 300 MB; a ``.nniignore`` there excludes files), so start ``dc-nas`` from a checkout
   without data or runs, or from an empty folder when dc-plugins is installed;
