@@ -5,8 +5,9 @@
     .venv/bin/python examples/nas_proxy.py --setting offline-reduced --tiny   # a 2-minute check
 
 Each setting is a YAML config shipped inside the ``nas`` package (nas/configs/nas_offline_reduced.yaml,
-nas_cifar10_full.yaml; ``dc-nas --config nas_offline_reduced`` reads the same file) that documents its data, grid subset, image size and epochs; any field
-can be overridden with ``--set key=value``. ``--tiny`` runs the same pipeline on 4
+nas_cifar10_full.yaml; ``dc-nas --config nas_offline_reduced`` reads the same file, from a pip
+install too) that documents its data, grid subset, image size and epochs; any field can be
+overridden with ``--set key=value``. ``--tiny`` runs the same pipeline on 4
 architectures with a few steps each, to check an installation. Interrupted runs resume where
 they stopped when the same command is run again.
 

@@ -60,19 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
+    from dc_plugins.config import nest
+
     from .config import load_config, parse_assignment
 
-    overrides = []
-    for flag, (field, _, _) in _FLAGS.items():
-        value = getattr(args, flag.replace("-", "_"))
-        if value is not None:
-            node: dict = {}
-            cur = node
-            *head, last = field.split(".")
-            for part in head:
-                cur = cur.setdefault(part, {})
-            cur[last] = value
-            overrides.append(node)
+    # Flags, then --set items: each one nested mapping for the one override mechanism
+    # (dc_plugins.config.apply_overrides, through load_config).
+    overrides = [nest(field, getattr(args, flag.replace("-", "_"))) for flag, (field, _, _) in _FLAGS.items()
+                 if getattr(args, flag.replace("-", "_")) is not None]
     overrides += [parse_assignment(item) for item in args.set]
     if args.no_progress:
         overrides.append({"progress": False})

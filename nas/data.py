@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -21,7 +22,7 @@ from dc_plugins.device import resolve_device
 
 from .config import DataConfig
 
-__all__ = ["DataSplit", "load_split", "stratified_split", "data_fingerprint", "resolve_device"]
+__all__ = ["DataSplit", "load_split", "stratified_split", "data_fingerprint", "resolve_device", "with_absolute_root"]
 
 _CACHE: dict[str, "DataSplit"] = {}
 
@@ -65,6 +66,15 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
         held.append(perm[:n_val])
         keep.append(perm[n_val:])
     return torch.sort(torch.cat(keep)).values, torch.sort(torch.cat(held)).values
+
+
+def with_absolute_root(config: DataConfig) -> DataConfig:
+    """``config`` with ``root`` made absolute (``~`` expanded): trials read the data by this path
+    from their own working directory, which differs under NNI's training services (and lies on
+    another machine, with the same paths, for remote ones)."""
+    if not config.root:
+        return config
+    return dataclasses.replace(config, root=str(Path(config.root).expanduser().resolve()))
 
 
 def load_split(config: DataConfig, device: torch.device | str = "cpu") -> DataSplit:

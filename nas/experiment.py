@@ -10,6 +10,27 @@ training-service engine, i.e. NNI manager, web UI and the ``local`` / ``remote``
 service given in the config. Resume: trial records (``trials/<proxy>/<arch>.json``) are
 written by the trials themselves, so a rerun with the same config skips every architecture that
 finished before, whatever stopped the run.
+
+The ``ts`` engine runs each trial as a new process, ``<python> -m nni.nas.execution.training_service
+trial``, where ``<python>`` is the interpreter that started ``dc-nas`` (``sys.executable``, an
+absolute path), in a copy of the directory ``dc-nas`` was started from (NNI's trial code
+directory, which a NAS experiment cannot change; the ``local`` platform runs in it directly).
+:func:`check_training_service` refuses the run in one line before anything is written when NNI's
+Node.js manager cannot start (no runnable ``node`` binary) or its port is taken. Machines that run
+trials elsewhere (``platform: remote``, and the cluster platforms) therefore need:
+
+- the same Python environment at the same path: that interpreter path must exist on every
+  machine (a remote machine's ``pythonPath`` picks only the Python of NNI's trial keeper there),
+  with the same ``nni``, ``torch`` and ``dc-plugins`` (the trial unpickles the model space and
+  :func:`nas.evaluator.evaluate_architecture` by module name);
+- a small start directory: NNI uploads it to every machine before the first trial (at most 2,000
+  files and 300 MB; a ``.nniignore`` there excludes files), so start ``dc-nas`` from a checkout
+  without data or runs, or from an empty folder when dc-plugins is installed;
+- the same paths, e.g. a shared file system mounted at the same place: a trial reads its proxy
+  descriptor (``<out>/proxies/<label>-<key>/proxy.json``), the proxy's set file and ``data.root``
+  (made absolute on the machine that started the run) at the paths of that machine, and writes its
+  record under ``<out>/trials/``. Without a shared ``out``, the run still collects every result
+  through NNI's reported metrics, but a rerun trains again what its own disk has no record of.
 """
 
 from __future__ import annotations
@@ -19,6 +40,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -28,14 +52,14 @@ from pathlib import Path
 from dc_plugins.device import torch_threads
 from dc_plugins.io import atomic_path, write_json
 
-from .config import NasConfig
-from .data import DataSplit, load_split, resolve_device
+from .config import ExperimentConfig, NasConfig
+from .data import DataSplit, load_split, resolve_device, with_absolute_root
 from .evaluator import TrialRecord, evaluate_architecture, make_evaluator, read_record, read_trial, record_path
 from .proxy import Proxy, ProxyProvider, parse_proxy_entry
 from .space import arch_from_sample, check_space, grid_archs, make_space, sample_archs
 
 __all__ = ["ProxyRun", "NasResults", "select_archs", "run_proxy_experiment", "run_nas", "write_results",
-           "load_results"]
+           "load_results", "check_training_service", "TrainingServiceUnavailable"]
 
 _logger = logging.getLogger(__name__)
 
@@ -168,6 +192,47 @@ def _experiment_config(config: NasConfig, n_trials: int, label: str):
     return exp_cfg
 
 
+class TrainingServiceUnavailable(OSError):
+    """NNI's training-service engine cannot start its manager on this machine."""
+
+
+# NNI's platforms whose manager also listens on ``port + 1`` (nni.experiment.launcher).
+_TWO_PORT_PLATFORMS = ("hybrid", "remote", "openpai", "kubeflow", "frameworkcontroller", "adl")
+
+
+def check_training_service(experiment: ExperimentConfig) -> None:
+    """Refuse ``engine: ts`` in one line where NNI's manager cannot start: its bundled Node.js
+    binary does not run, or its port (and ``port + 1`` for remote and cluster platforms) is taken
+    or cannot be bound. NNI itself finds out only after it created the experiment folder, and says
+    so in a traceback. Raises :class:`TrainingServiceUnavailable`."""
+    try:
+        import nni_node
+
+        node = Path(nni_node.__path__[0]) / ("node.exe" if sys.platform == "win32" else "node")
+        subprocess.run([str(node), "--version"], capture_output=True, timeout=60, check=True)
+    except (ImportError, OSError, subprocess.SubprocessError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TrainingServiceUnavailable(f"experiment.engine ts: NNI's Node.js manager cannot run here ({detail}); "
+                                         f"reinstall nni, or use engine: sequential") from None
+    platform = experiment.training_service.get("platform")
+    ports = [experiment.port] + ([experiment.port + 1] if platform in _TWO_PORT_PLATFORMS else [])
+    for port in ports:
+        with socket.socket() as probe:
+            taken = probe.connect_ex(("localhost", port)) == 0  # what NNI checks before it starts
+        problem = "is in use" if taken else None
+        if not taken:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("", port))
+                except OSError as err:
+                    problem = f"cannot be bound ({err.strerror or err})"
+        if problem:
+            which = "experiment.port" if port == experiment.port else f"experiment.port + 1 (platform {platform})"
+            raise TrainingServiceUnavailable(f"{which} = {port} {problem}: NNI's manager listens there; choose "
+                                             f"another port, e.g. --set experiment.port=8081")
+
+
 def _snake(key: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in key)
 
@@ -230,6 +295,8 @@ def run_proxy_experiment(archs: list[str], proxy: Proxy, split: DataSplit, confi
     start = time.perf_counter()
     models = []
     if remaining:
+        if config.experiment.engine == "ts":
+            check_training_service(config.experiment)  # also: the previous proxy's manager has stopped
         carried = _carry_over_trainings(out, records_dir, remaining, proxy, config)
         if carried:
             _logger.info("proxy %s: %d earlier trainings of %d architectures carry over", proxy.label, carried,
@@ -294,9 +361,13 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
 
     # Everything that can refuse the config does so before the output folder is touched.
     config.validate()
+    if config.experiment.engine == "ts":
+        check_training_service(config.experiment)
     entries = [parse_proxy_entry(p) for p in config.proxies]
     device = resolve_device(config.device)
-    split = load_split(config.data, device)
+    # Trials read the data by the path in their proxy's descriptor, from their own working
+    # directory (another machine's, with remote training services): make it absolute.
+    split = load_split(with_absolute_root(config.data), device)
     archs = select_archs(config)
     check_space(archs, split.channels, split.num_classes, split.image_size)
     reference = config.score.reference

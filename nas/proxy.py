@@ -17,7 +17,9 @@ seed; and for herding, k-center and forgetting the preset, network and ``selecti
 matchers the preset, network, iterations and ``matching``), so 720 trials share one
 condensation, a second run with the same config reuses it and a change builds only the
 proxies it concerns. Trials receive the
-descriptor's *path* only (NNI pickles evaluator arguments, 64 KB limit per object).
+descriptor's *path* only (NNI pickles evaluator arguments, 64 KB limit per object); every path
+in it is absolute (``data.root`` too, rewritten when a cached proxy is reached by another path),
+as trials of NNI's training services run in other working directories, or on other machines.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dc_plugins.io import write_json
 from dc_plugins.synthetic import CorruptSetError, SyntheticSet
 
 from .config import DataConfig, ProxyConfig
-from .data import DataSplit, data_fingerprint
+from .data import DataSplit, data_fingerprint, with_absolute_root
 
 __all__ = [
     "WHOLE_KINDS",
@@ -217,6 +219,10 @@ class ProxyProvider:
         folder = self.cache_dir / f"{label.replace(':', '-')}-{key[:16]}"
         cached = self._load_cached(folder / DESCRIPTOR, key)
         if cached is not None:
+            data = self._trial_data()
+            if cached.data != data:  # the same files, reached by another path in this run
+                cached.data = data
+                cached.save(folder / DESCRIPTOR)
             return cached
         proxy = self._build(kind, label, key, key_cfg, folder, file)
         proxy.save(folder / DESCRIPTOR)
@@ -224,6 +230,10 @@ class ProxyProvider:
         return proxy
 
     # -- internals --------------------------------------------------------------------------------
+    def _trial_data(self) -> dict:
+        """The data config a trial loads (``data.root`` absolute: trials may run elsewhere)."""
+        return dataclasses.asdict(with_absolute_root(self.split.config))
+
     def _load_cached(self, descriptor: Path, key: str) -> Proxy | None:
         if not descriptor.is_file():
             return None
@@ -268,7 +278,7 @@ class ProxyProvider:
             syn.save(folder / "set.pt")
             (folder / "checkpoint.pt").unlink(missing_ok=True)
             set_path, n, nbytes = str((folder / "set.pt").resolve()), len(syn), syn.images.numel() * 4
-        return Proxy(label=label, kind=kind, key=key, data=dataclasses.asdict(self.split.config),
+        return Proxy(label=label, kind=kind, key=key, data=self._trial_data(),
                      set_path=set_path, num_images=n, storage_bytes=int(nbytes), ipc=self.config.ipc,
                      build_seconds=time.perf_counter() - start, config=key_cfg)
 

@@ -261,6 +261,12 @@ def test_cli_prints_config_and_reports_bad_input(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["train"]["epochs"] == 3
     assert main(["--print-config", "--threads", "1", "--out", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out)["threads"] == 1
+    # Flags of nested fields land in their sections; --set wins over a flag (it comes later).
+    assert main(["--print-config", "--max-archs", "7", "--image-size", "16", "--engine", "ts", "--epochs", "5",
+                 "--set", "train.epochs=6", "--out", str(tmp_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["space"]["max_archs"], printed["data"]["image_size"], printed["experiment"]["engine"],
+            printed["train"]["epochs"]) == (7, 16, "ts", 6)
     assert main(["--proxies", "whole,bogus", "--dataset", "digits", "--out", str(tmp_path)]) == 2
     assert "unknown proxy kind 'bogus'" in capsys.readouterr().err
     assert main(["--dataset", "usps", "--root", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2

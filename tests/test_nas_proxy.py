@@ -10,7 +10,7 @@ import torch
 from dc_plugins.synthetic import SyntheticSet
 from nas.config import DataConfig, ProxyConfig
 import nas.data as nas_data
-from nas.data import load_split, stratified_split
+from nas.data import load_split, stratified_split, with_absolute_root
 from nas.proxy import PROXY_KINDS, Proxy, ProxyProvider, early_stopping_steps, parse_proxy_entry
 
 DATA = DataConfig(dataset="digits", val_fraction=0.2)
@@ -124,7 +124,7 @@ def test_descriptor_round_trip_and_small(split, tmp_path):
     proxy = _provider(split, tmp_path).get("kcenter")
     loaded = Proxy.load(proxy.path)
     assert loaded.to_dict() == proxy.to_dict()
-    assert loaded.data_config == split.config
+    assert loaded.data_config == with_absolute_root(split.config)
     assert len(open(proxy.path, "rb").read()) < 64 * 1024   # what NNI would pickle is the path only
 
 
@@ -171,3 +171,35 @@ def test_iterations_per_method(split, tmp_path):
     assert ProxyProvider(split, ProxyConfig(iterations=5), tmp_path, progress=False).iterations("dsa") == 5
     with pytest.raises(ValueError, match=r"unknown methods \['mtm'\]"):
         ProxyProvider(split, ProxyConfig(iterations={"mtm": 3}), tmp_path, progress=False)
+
+
+def test_descriptors_hold_an_absolute_data_root_even_when_cached_with_another(split, tmp_path, monkeypatch):
+    """Trials of NNI's training services run in other working directories (remote ones on other
+    machines, with the same paths): a relative data.root in the descriptor would point elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    proxy = _provider(split, tmp_path).get("random")          # split.config.root is "data"
+    assert Proxy.load(proxy.path).data["root"] == str(tmp_path.resolve() / "data")
+    # A descriptor cached with a root relative to another directory is rewritten on reuse; the
+    # proxy itself (its key and set) is the same.
+    stale = Proxy.load(proxy.path)
+    stale.data = dict(stale.data, root="../elsewhere/data")
+    stale.save(proxy.path)
+    again = _provider(split, tmp_path).get("random")
+    assert again.cached and again.key == proxy.key and again.set_path == proxy.set_path
+    assert Proxy.load(again.path).data["root"] == str(tmp_path.resolve() / "data")
+
+
+def test_a_trial_in_another_working_directory_reads_the_same_data(tmp_path, monkeypatch):
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "usps.bz2").is_file():
+        pytest.skip(f"USPS not found at {SHARED_DATA}")
+    import os
+
+    monkeypatch.chdir(SHARED_DATA.parent)
+    usps = load_split(DataConfig(dataset="usps", root=os.path.relpath(SHARED_DATA), val_fraction=0.2))
+    proxy = _provider(usps, tmp_path).get("whole")
+    monkeypatch.chdir(tmp_path)                                # where a trial of the ts engine would run
+    monkeypatch.setattr(nas_data, "_CACHE", {})                # a new process: nothing loaded yet
+    seen = load_split(Proxy.load(proxy.path).data_config)
+    assert torch.equal(seen.train.images, usps.train.images) and torch.equal(seen.val.labels, usps.val.labels)
