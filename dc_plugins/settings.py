@@ -133,19 +133,22 @@ def parse_assignment(item: str) -> dict:
     return nest(key, value)
 
 
-def packaged_configs() -> dict[str, Any]:
-    """Every YAML config that ships inside the installed packages: ``{stem: resource}``
-    (``importlib.resources`` traversables, readable with ``.read_text()``)."""
-    from importlib.resources import files
+def packaged_configs() -> dict[str, Path]:
+    """Every YAML config that ships inside the installed packages: ``{stem: path}``.
 
-    found: dict[str, Any] = {}
+    The packages' folders are found with ``importlib.util.find_spec``, which does not import
+    them (importing ``strategies`` would import Avalanche, seconds for a file lookup)."""
+    from importlib.util import find_spec
+
+    found: dict[str, Path] = {}
     for package in CONFIG_PACKAGES:
-        folder = files(package) / "configs"
-        if not folder.is_dir():
-            continue
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith((".yaml", ".yml")):
-                found.setdefault(entry.name.rsplit(".", 1)[0], entry)
+        spec = find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            folder = Path(location) / "configs"
+            if folder.is_dir():
+                for entry in sorted(folder.iterdir()):
+                    if entry.suffix in (".yaml", ".yml"):
+                        found.setdefault(entry.stem, entry)
     return found
 
 

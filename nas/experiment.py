@@ -242,6 +242,14 @@ def _stop(exp) -> None:
         exp.stop()
     except Exception:  # stopping must never hide the original error
         _logger.exception("stopping the NNI experiment failed")
+    finally:
+        # NNI's sequential engine runs trials in this process and leaves the last trial's
+        # parameters in nni.trial's module state; then nni.get_current_parameter() is not None
+        # and every later Evaluator.mock_runtime() (NNI's own way to evaluate one model) refuses
+        # with "Cannot mock trial when trial APIs are already available".
+        import nni.trial
+
+        nni.trial._params = None
 
 
 @contextmanager

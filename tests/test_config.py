@@ -106,3 +106,13 @@ def test_one_fill_mechanism_validates_every_leaf_by_its_declared_type():
             fill(Outer(), bad)
     with pytest.raises(KeyError, match="unknown config key 'inner.rat'; allowed: names, rate"):
         fill(Outer(), {"inner": {"rat": 1}})
+
+
+def test_finding_packaged_configs_imports_no_package():
+    import subprocess
+    import sys
+
+    code = ("import sys; from dc_plugins.settings import packaged_configs; names = packaged_configs(); "
+            "print(sorted(names)[0], 'strategies' in sys.modules, 'avalanche' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["continual_digits", "False", "False"]  # importing strategies costs seconds (Avalanche)

@@ -282,3 +282,11 @@ def test_the_example_script_reports_bad_input_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("nas_proxy: error:") and "'gan'" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_a_finished_run_leaves_nni_trial_state_clean(tmp_path):
+    import nni
+
+    run_nas(tiny_config(tmp_path, proxies=["whole"]))
+    # otherwise NNI's Evaluator.mock_runtime refuses to run in the same process afterwards
+    assert nni.get_current_parameter() is None
