@@ -100,7 +100,7 @@ class EvalConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch: int = 256
-    augment: str = "auto"               # auto | dsa | dc | none
+    augment: str = "auto"               # auto (the papers' rule: evaluation_augment) | dsa | dc | none
     net: str | None = None              # None = the matching network
 
 
