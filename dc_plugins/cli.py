@@ -98,6 +98,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
               # CPU time of all threads: a contention-proof cost measure next to the wall clock
               "cpu_seconds_per_iteration": cpu_seconds / ran if ran else None,
               "threads": torch.get_num_threads(),
+              # DC/DSA: the loops used and the matching steps / inner epochs executed (all runs)
+              "loops": syn.config.get("loops"),
               "accuracy_mean": None, "accuracy_std": None, "accuracies": [],
               "config": cfg.to_dict()}
     if cfg.eval.networks > 0:

@@ -29,6 +29,19 @@ def test_cli_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert "dsa digits ipc=2" in capsys.readouterr().out
 
 
+def test_result_json_records_the_dc_loops_executed(tmp_path):
+    out = tmp_path / "run"
+    # ipc 2 on digits: the dc_loops rule gives (2, 6); the run does 1 iteration = 2 image updates
+    # and 6 inner epochs (the old code ran the ipc-1 recipe: 1 update, no inner epoch).
+    assert main(["--method", "dc", "--dataset", "digits", "--ipc", "2", "--iterations", "1", "--image-size", "8",
+                 "--eval-networks", "0", "--out", str(out), "--no-progress", "--net", "convnet-w4-d1",
+                 "--batch-real", "4"]) == 0
+    loops = json.loads((out / "result.json").read_text())["loops"]
+    assert loops == {"outer_loop": 2, "inner_loop": 6, "source": "dc_loops rule", "iterations": 1,
+                     "matching_steps": 2, "inner_epochs": 6}
+    assert SyntheticSet.load(out / "set.pt").config["loops"] == loops
+
+
 def test_cli_resume_continues_from_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["--method", "dm", "--dataset", "digits", "--ipc", "1", "--eval-networks", "0", "--out", str(out),

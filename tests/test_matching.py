@@ -29,6 +29,30 @@ def test_resume_gives_the_same_set_as_an_uninterrupted_run(digits_train, tmp_pat
                                                         seed=4).synthetic_set().images)
 
 
+@pytest.mark.parametrize("ipc, outer, inner, source", [(3, 3, 12, "dc_loops rule"), (10, 10, 50, "paper table")])
+def test_dc_executes_the_loops_of_its_ipc_and_records_them(monkeypatch, tmp_path, ipc, outer, inner, source):
+    # Spy on the two things an outer iteration does: image updates (matching steps) and the inner
+    # epochs that train the network; ipc 3 used to run the ipc-1 recipe (1 step, no inner epoch).
+    import dc_plugins.matching.gradient as gradient
+
+    epochs, losses = [], []
+    real_loss = gradient.GradientMatcher.matching_loss
+    monkeypatch.setattr(gradient, "train_epoch", lambda *a, **k: epochs.append(1) or 0.0)
+    monkeypatch.setattr(gradient.GradientMatcher, "matching_loss",
+                        lambda self, net: losses.append(1) or real_loss(self, net))
+    from tests.conftest import make_blobs
+
+    small = make_blobs(n_per_class=12, classes=3)
+    m = make_condenser(small, "dc", ipc, net="convnet-w4-d1", matching=MatchingConfig(batch_real=4), seed=0)
+    ckpt = tmp_path / "ckpt.pt"
+    m.run(1, checkpoint=ckpt, progress=False)
+    resumed = make_condenser(small, "dc", ipc, net="convnet-w4-d1", matching=MatchingConfig(batch_real=4), seed=0)
+    syn = resumed.run(2, checkpoint=ckpt, resume=True, progress=False)
+    assert len(losses) == 2 * outer and len(epochs) == 2 * (outer - 1) * inner
+    assert syn.config["loops"] == {"outer_loop": outer, "inner_loop": inner, "source": source, "iterations": 2,
+                                   "matching_steps": 2 * outer, "inner_epochs": 2 * (outer - 1) * inner}
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(digits_train, tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     own = digits_train.subset(torch.arange(len(digits_train)))  # a copy: NaNs go in below
