@@ -11,6 +11,10 @@ from dc_plugins.matching import GradientMatcher, NonFiniteLossError
 from dc_plugins.models import ConvNetSpec
 
 SMALL = "convnet-w16-d2"
+
+
+class Opaque:
+    """An arbitrary class: a checkpoint holding one is refused unread."""
 CFG = MatchingConfig(batch_real=16, outer_loop=2, inner_loop=1)
 
 
@@ -58,12 +62,55 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(digits_train, tmp_
     own = digits_train.subset(torch.arange(len(digits_train)))  # a copy: NaNs go in below
     m = make_condenser(own, "dc", 1, net=SMALL, matching=CFG, seed=0)
     m.run(2, checkpoint=ckpt, checkpoint_every_s=0, progress=False)
-    good = torch.load(ckpt, weights_only=False)
+    good = torch.load(ckpt, weights_only=True)  # plain tensors and containers: no unsafe unpickling
     m.real.images[m.real.indices(0)] = float("nan")
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at iteration 3; the last good checkpoint"):
         m.run(4, checkpoint=ckpt, checkpoint_every_s=0, progress=False)
-    kept = torch.load(ckpt, weights_only=False)
+    kept = torch.load(ckpt, weights_only=True)
     assert kept["iteration"] == 2 and torch.equal(kept["images"], good["images"])
+
+
+@pytest.mark.parametrize("change, named", [
+    (dict(matching=MatchingConfig(batch_real=16, outer_loop=2, inner_loop=1, lr_img=0.05)), "matching.lr_img: 0.1 -> 0.05"),
+    (dict(seed=5), "seed: 4 -> 5"),
+    (dict(net="convnet-w8-d2"), "net: "),
+    (dict(data="other"), "data: "),
+    (dict(method="dm"), "method: dc -> dm"),
+])
+def test_checkpoint_of_another_configuration_is_refused_naming_the_fields(digits_train, tmp_path, change, named):
+    from dc_plugins.fingerprint import ConfigMismatchError
+
+    ckpt = tmp_path / "ckpt.pt"
+    base = dict(net=SMALL, matching=CFG, seed=4)
+    make_condenser(digits_train, "dc", 2, **base).run(1, checkpoint=ckpt, progress=False)
+    data = digits_train
+    if change.pop("data", None):
+        data = digits_train.subset(torch.arange(len(digits_train) - 1))
+    method = change.pop("method", "dc")
+    other = make_condenser(data, method, 2, **{**base, **change})
+    before = other.images.detach().clone()
+    with pytest.raises(ConfigMismatchError) as info:
+        other.run(2, checkpoint=ckpt, resume=True, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and f"checkpoint {ckpt} is of another configuration" in message and named in message
+    assert other.iteration == 0 and torch.equal(other.images, before)  # nothing was loaded
+
+
+def test_unreadable_checkpoints_are_one_line_errors(digits_train, tmp_path):
+    from dc_plugins.matching import CorruptCheckpointError
+
+    m = make_condenser(digits_train, "dm", 1, net=SMALL, matching=CFG, seed=0)
+    ckpt = tmp_path / "ckpt.pt"
+    m.run(1, checkpoint=ckpt, progress=False)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    evil = tmp_path / "evil.pt"
+    torch.save({"images": Opaque()}, evil)  # a class weights_only does not allow
+    for path, why in [(ckpt, "not a torch archive"), (evil, "it holds Python objects")]:
+        with pytest.raises(CorruptCheckpointError) as info:
+            m.load_checkpoint(path)
+        message = str(info.value)
+        assert message.startswith(f"{path} is not a matcher checkpoint file: {why}")
+        assert "\n" not in message and "weights_only" not in message
 
 
 def test_matching_loss_goes_down(digits_train):

@@ -54,11 +54,14 @@ class GradientMatcher(Matcher):
                  loops=self.loops())
         return d
 
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "loops": [self.outer_loop, self.inner_loop]}
+
     def state_dict(self) -> dict:
         return {**super().state_dict(), "matching_steps": self.matching_steps, "inner_epochs": self.inner_epochs}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict, **kwargs) -> None:
+        super().load_state_dict(state, **kwargs)
         self.matching_steps = int(state["matching_steps"])
         self.inner_epochs = int(state["inner_epochs"])
 
