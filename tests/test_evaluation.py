@@ -75,3 +75,38 @@ def test_set_for_another_shape_is_refused(digits_train, digits_test):
     syn = SyntheticSet(torch.zeros(10, 3, 32, 32), torch.arange(10), "dc", "cifar10", 1)
     with pytest.raises(ValueError, match=r"3 channel\(s\) at 32x32 px; the model expects 1 channel\(s\) at 8x8"):
         evaluate_set(syn, digits_test, config=EvalConfig(networks=1, epochs=1), progress=False)
+
+
+def test_protocol_schedule_momentum_and_weight_decay_are_the_ones_used(digits_train, digits_test, monkeypatch):
+    # Spy on the optimiser each training epoch actually gets: SGD with the protocol's momentum and
+    # weight decay, lr 0.01 for the first half of the epochs and 0.001 after.
+    import dc_plugins.evaluation as evaluation
+
+    seen = []
+    real_epoch = evaluation.train_epoch
+    def spy(net, images, labels, optimizer, **kwargs):
+        group = optimizer.param_groups[0]
+        seen.append((type(optimizer).__name__, group["lr"], group["momentum"], group["weight_decay"], kwargs["batch"]))
+        return real_epoch(net, images, labels, optimizer, **kwargs)
+    monkeypatch.setattr(evaluation, "train_epoch", spy)
+    evaluate_set(real_subset(digits_train, 2), digits_test, config=EvalConfig(networks=1, epochs=6, net="convnet-w4-d1"),
+                 progress=False)
+    assert [s[0] for s in seen] == ["SGD"] * 6 and {s[2:] for s in seen} == {(0.9, 5e-4, 256)}
+    assert [s[1] for s in seen] == pytest.approx([0.01] * 3 + [0.001] * 3)
+
+
+def test_weight_decay_shrinks_the_weights(digits_train):
+    # The decay term acts: the same training with weight decay ends with smaller weights.
+    from dc_plugins.data import make_generator
+    from dc_plugins.evaluation import train_on_set
+    from dc_plugins.models import make_convnet
+
+    syn = real_subset(digits_train, 2)
+    norms = []
+    for wd in (0.0, 0.5):
+        spec = ConvNetSpec.parse("convnet-w4-d1").with_data(1, 10, 8)
+        net = make_convnet(spec, generator=make_generator(0))
+        train_on_set(net, syn.images, syn.labels, epochs=20, config=EvalConfig(lr=0.1, weight_decay=wd),
+                     generator=make_generator(0))
+        norms.append(sum(float(p.detach().norm() ** 2) for p in net.parameters()))
+    assert norms[1] < 0.9 * norms[0], norms

@@ -113,6 +113,45 @@ def test_unreadable_checkpoints_are_one_line_errors(digits_train, tmp_path):
         assert "\n" not in message and "weights_only" not in message
 
 
+def test_batchnorm_statistics_are_frozen_from_real_images_during_matching(digits_train, monkeypatch):
+    # DC with a BatchNorm net: before each matching step the BN statistics are set from real
+    # images (bn_images_per_class of every class, one forward) and frozen: during the matching
+    # forward passes every BN layer is in eval mode and its statistics do not move.
+    import dc_plugins.matching.gradient as gradient
+
+    checks = []
+    real_loss = gradient.GradientMatcher.matching_loss
+
+    def spy(self, net):
+        bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        before = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+        loss = real_loss(self, net)
+        checks.append((len(bns), [m.training for m in bns], [int(m.num_batches_tracked) for m in bns],
+                       all(torch.equal(m.running_mean, a) and torch.equal(m.running_var, b)
+                           for m, (a, b) in zip(bns, before))))
+        return loss
+
+    monkeypatch.setattr(gradient.GradientMatcher, "matching_loss", spy)
+    m = make_condenser(digits_train, "dc", 2, net=SMALL + "-batch", matching=CFG, seed=0)
+    m.run(1, progress=False)
+    assert len(checks) == 2  # outer_loop 2
+    for n, training, tracked, unchanged in checks:
+        assert n == 2 and training == [False, False] and tracked == [1, 1] and unchanged
+
+
+def test_real_initialised_dc_moves_every_image_away_from_the_real_ones(digits_train):
+    # A set initialised from real images that matching never touched would pass "is synthetic"
+    # checks made on a noise-initialised set trivially; here each stored image must have left its
+    # real starting point, and none may equal any real image.
+    m = make_condenser(digits_train, "dc", 2, net=SMALL, matching=MatchingConfig(batch_real=16, init="real",
+                                                                                 outer_loop=2, inner_loop=1), seed=0)
+    start = m.synthetic_set().images
+    learned = m.run(3, progress=False).images
+    assert (start.flatten(1) - learned.flatten(1)).norm(dim=1).min() > 1e-3
+    assert torch.cdist(learned.flatten(1), digits_train.images.flatten(1)).min() > 1e-3
+    assert torch.cdist(start.flatten(1), digits_train.images.flatten(1)).min() == 0  # the check can fail
+
+
 def test_matching_loss_goes_down(digits_train):
     m = make_condenser(digits_train, "dm", 5, net=SMALL, matching=MatchingConfig(batch_real=64), seed=1)
     m.run(30, progress=False)
@@ -130,20 +169,22 @@ def test_network_and_data_shape_mismatch_is_an_error(digits_train):
         make_condenser(digits_train, "gan", 1)
 
 
-def test_dc_beats_noise_initialisation_by_a_clear_margin():
-    """The claim of the method on real data, averaged over two seeds to keep it stable."""
+def test_dc_beats_random_real_images_at_one_image_per_class():
+    """The claim of the method on real data, against the baseline it must beat (random real
+    images, the same number), averaged over two seeds to keep it stable. (Beating its own noise
+    initialisation, the old check, every method that learns anything does.)"""
     digits_train = load_dataset("digits", train=True, image_size=16)
     digits_test = load_dataset("digits", train=False, image_size=16)
     evalcfg = EvalConfig(networks=2, epochs=100, augment="none", net="convnet-w64")
-    dc_acc, noise_acc = [], []
+    dc_acc, random_acc = [], []
     for seed in (0, 1):
         m = make_condenser(digits_train, "dc", 1, net="convnet-w64",
                            matching=MatchingConfig(batch_real=16, init="noise"), seed=seed)
-        noise = m.synthetic_set()
-        learned = m.run(10, progress=False)
-        noise_acc.append(evaluate_set(noise, digits_test, config=evalcfg, seed=seed, progress=False).mean)
+        learned = m.run(40, progress=False)
+        chosen = make_condenser(digits_train, "random", 1, seed=seed).run(progress=False)
+        random_acc.append(evaluate_set(chosen, digits_test, config=evalcfg, seed=seed, progress=False).mean)
         dc_acc.append(evaluate_set(learned, digits_test, config=evalcfg, seed=seed, progress=False).mean)
-    assert statistics.fmean(dc_acc) > statistics.fmean(noise_acc) + 0.3, (dc_acc, noise_acc)
+    assert statistics.fmean(dc_acc) > statistics.fmean(random_acc) + 0.05, (dc_acc, random_acc)
 
 
 @pytest.mark.parametrize("method, net", [("dc", SMALL), ("dsa", SMALL), ("dc", SMALL + "-batch")])
