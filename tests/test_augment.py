@@ -58,7 +58,7 @@ def test_dc_augment_parameters_lie_in_the_dc_codes_ranges(monkeypatch):
     thetas = []
     real_warp = augment._warp
     monkeypatch.setattr(augment, "_warp", lambda x, theta: thetas.append(theta.clone()) or real_warp(x, theta))
-    n, w = 20000, 28
+    n, w = 5000, 16
     x = torch.randn(n, 1, w, w)
     for strategy in ("crop", "scale", "rotate"):
         DCAugment(strategy)(x, torch.Generator().manual_seed(0))
@@ -68,7 +68,7 @@ def test_dc_augment_parameters_lie_in_the_dc_codes_ranges(monkeypatch):
     diag = torch.stack([scale[:, 0, 0], scale[:, 1, 1]])
     assert 0.8 <= diag.min() < 0.81 and 1.19 < diag.max() <= 1.2
     angle = torch.atan2(rotate[:, 0, 1], rotate[:, 0, 0]).abs().max()
-    assert torch.deg2rad(torch.tensor(44.9)) < angle <= torch.deg2rad(torch.tensor(45.0))
+    assert torch.deg2rad(torch.tensor(44.5)) < angle <= torch.deg2rad(torch.tensor(45.0))
     noise = DCAugment("noise")(x, torch.Generator().manual_seed(0)) - x
     assert abs(noise.std() - 0.001) < 2e-5
 

@@ -175,12 +175,12 @@ def test_dc_beats_random_real_images_at_one_image_per_class():
     initialisation, the old check, every method that learns anything does.)"""
     digits_train = load_dataset("digits", train=True, image_size=16)
     digits_test = load_dataset("digits", train=False, image_size=16)
-    evalcfg = EvalConfig(networks=2, epochs=100, augment="none", net="convnet-w64")
+    evalcfg = EvalConfig(networks=2, epochs=100, augment="none", net="convnet-w32")
     dc_acc, random_acc = [], []
     for seed in (0, 1):
-        m = make_condenser(digits_train, "dc", 1, net="convnet-w64",
+        m = make_condenser(digits_train, "dc", 1, net="convnet-w32",
                            matching=MatchingConfig(batch_real=16, init="noise"), seed=seed)
-        learned = m.run(40, progress=False)
+        learned = m.run(30, progress=False)
         chosen = make_condenser(digits_train, "random", 1, seed=seed).run(progress=False)
         random_acc.append(evaluate_set(chosen, digits_test, config=evalcfg, seed=seed, progress=False).mean)
         dc_acc.append(evaluate_set(learned, digits_test, config=evalcfg, seed=seed, progress=False).mean)
