@@ -18,9 +18,10 @@ import torch
 from .config import METHODS, PRESETS, RunConfig, apply_overrides, load_yaml, nest, parse_assignment, resolve
 from .data import DATASETS, load_dataset
 from .device import resolve_device
+from .fingerprint import config_hash, data_fingerprint
 from .io import write_json
 
-__all__ = ["main", "build_parser", "config_from_args", "run"]
+__all__ = ["main", "build_parser", "config_from_args", "run", "run_fingerprint", "load_data"]
 
 # flag -> config field (dotted); every flag defaults to None = "not given"
 _FLAGS = {
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}", type=typ, default=None, help=help_)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set matching.lr_img=0.05 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt if it exists (refused if of another configuration)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing data")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -69,16 +71,39 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return resolve(cfg)
 
 
+def load_data(cfg: RunConfig, device="cpu"):
+    """The run's ``(train, test)`` datasets."""
+    train = load_dataset(cfg.dataset, cfg.root, True, image_size=cfg.image_size, download=cfg.download, device=device)
+    test = load_dataset(cfg.dataset, cfg.root, False, image_size=cfg.image_size, download=cfg.download, device=device)
+    return train, test
+
+
+def run_fingerprint(cfg: RunConfig, train, test) -> dict:
+    """Every setting of a resolved ``cfg`` that can change ``result.json``, and a hash of the
+    data (see :mod:`dc_plugins.fingerprint` for what is left out and why)."""
+    from dataclasses import asdict
+
+    return {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
+            "seed": cfg.seed, "net": cfg.net, "image_size": cfg.image_size,
+            "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": asdict(cfg.eval),
+            "data": data_fingerprint(train.images, train.labels, test.images, test.labels)}
+
+
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
-    """Condense, save, evaluate; returns the result dictionary written to ``result.json``."""
+    """Condense, save, evaluate; returns the result dictionary written to ``result.json``.
+
+    ``resume=True`` continues from ``OUT/checkpoint.pt`` when it exists and is of this
+    configuration; one of another configuration is refused
+    (:class:`~dc_plugins.fingerprint.ConfigMismatchError`, naming the differing fields).
+    """
     from .condense import make_condenser
     from .evaluation import evaluate_set
 
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
+    train, test = load_data(cfg, device)
+    fingerprint = run_fingerprint(cfg, train, test)
     out.mkdir(parents=True, exist_ok=True)
-    train = load_dataset(cfg.dataset, cfg.root, True, image_size=cfg.image_size, download=cfg.download, device=device)
-    test = load_dataset(cfg.dataset, cfg.root, False, image_size=cfg.image_size, download=cfg.download, device=device)
     condenser = make_condenser(train, cfg.method, cfg.ipc, net=cfg.net, matching=cfg.matching,
                                selection=cfg.selection, preset=cfg.preset, seed=cfg.seed)
     checkpoint = out / "checkpoint.pt"
@@ -98,8 +123,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
               # CPU time of all threads: a contention-proof cost measure next to the wall clock
               "cpu_seconds_per_iteration": cpu_seconds / ran if ran else None,
               "threads": torch.get_num_threads(),
+              # DC/DSA: the loops used and the matching steps / inner epochs executed (all runs)
+              "loops": syn.config.get("loops"),
               "accuracy_mean": None, "accuracy_std": None, "accuracies": [],
-              "config": cfg.to_dict()}
+              "config": cfg.to_dict(), "fingerprint": fingerprint, "config_hash": config_hash(fingerprint)}
     if cfg.eval.networks > 0:
         ev = evaluate_set(syn, test, config=cfg.eval, seed=cfg.seed, progress=progress)
         result.update(accuracy_mean=ev.mean, accuracy_std=ev.std, accuracies=ev.accuracies,

@@ -4,7 +4,9 @@ selection, print the table and write the image grids. About 8.5 minutes on 2 CPU
 
 Budget (the ``cpu-quick`` preset, digits upsampled to 16x16 px): DC 100 outer iterations at
 ipc 1 and 10 at ipc 10 (inner loop 5), DM 200 iterations, 64 real images per class per step;
-3 evaluation networks, 1000 epochs at ipc 1 and 300 at ipc 10.
+3 evaluation networks, 1000 epochs at ipc 1 and 300 at ipc 10; DM's sets are evaluated with DSA
+augmentation, random, herding and DC without any (``eval.augment: auto``: scikit-learn digits are
+not MNIST, and the DC code augments only MNIST and BatchNorm networks).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_json"]
+__all__ = ["atomic_path", "write_json", "load_torch_file"]
 
 
 @contextmanager
@@ -31,3 +31,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def load_torch_file(path: str | os.PathLike, what: str, error: type[Exception] = ValueError,
+                    map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` whose failures are one line:
+    ``<path> is not a <what> file: <why>`` (raised as ``error``).
+
+    ``weights_only=True`` never runs code from the file; when it refuses one, the reason says so
+    instead of passing on torch's advice to retry with ``weights_only=False`` (unsafe for a file
+    of unknown origin).
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise error(f"{path} is not a {what} file: not a torch archive (truncated, or not written by torch.save)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise error(f"{path} is not a {what} file: it holds Python objects other than tensors and plain "
+                    f"containers (not loaded, since unpickling them could run code)") from None
+    except Exception as err:  # a damaged member of the archive, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise error(f"{path} is not a {what} file: damaged torch archive ({first})") from None

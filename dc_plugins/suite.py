@@ -3,7 +3,10 @@
 Used by ``make demo`` and by the benchmark script. Every run goes through the same code path as
 ``dc-condense`` and lands in ``OUT/<dataset>/ipc<k>/<method>/``; runs whose ``result.json``
 exists are skipped, so an interrupted suite continues where it stopped (and an unfinished
-condensation resumes from its checkpoint).
+condensation resumes from its checkpoint). A finished run is reused only when its stored
+configuration fingerprint (settings and a hash of the data, :mod:`dc_plugins.fingerprint`) is the
+one the suite would run now; otherwise the suite stops with a one-line error naming the differing
+fields, so that no table mixes configurations. The same holds for a checkpoint it resumes.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ class Suite:
         return resolve(cfg)
 
     def run(self, *, progress: bool = False, log=print) -> list[dict]:
-        from .cli import run
+        from .cli import load_data, run, run_fingerprint
+        from .fingerprint import check_fingerprint
 
         results = []
+        data: dict = {}
         for dataset in self.datasets:
             for ipc in self.ipcs:
                 for method in self.methods:
@@ -53,6 +58,13 @@ class Suite:
                         log(f"== {dataset} ipc={ipc} {method}")
                         run(cfg, resume=True, progress=progress)
                     r = json.loads(done.read_text())
+                    key = (cfg.dataset, cfg.root, cfg.image_size)
+                    if key not in data:  # the data hash of a finished run is checked too
+                        data.clear()
+                        data[key] = load_data(cfg)
+                    check_fingerprint(r.get("fingerprint"), run_fingerprint(cfg, *data[key]),
+                                      f"finished run {done}",
+                                      f"delete {cfg.out} to rerun it, or give the suite another out folder")
                     results.append(r)
                     log(f"{dataset} ipc={ipc} {method}: {_acc(r)}")
         return results

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_path
+from .io import atomic_path, load_torch_file
 
 __all__ = ["SyntheticSet", "CorruptSetError", "FORMAT"]
 
@@ -117,22 +117,18 @@ class SyntheticSet:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no synthetic set at {str(path)!r}")
-        try:
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as err:  # truncated zip, pickle garbage, ...
-            raise CorruptSetError(f"{str(path)!r} is not a readable synthetic-set file: {err}") from err
+        payload = load_torch_file(path, "synthetic-set", CorruptSetError, map_location)
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise CorruptSetError(f"{str(path)!r} is not a synthetic-set file (format tag missing)")
+            raise CorruptSetError(f"{path} is not a synthetic-set file: no {FORMAT!r} format tag")
         if payload.get("format_version") != FORMAT_VERSION:
-            raise CorruptSetError(
-                f"{str(path)!r} has format version {payload.get('format_version')!r}; "
-                f"this library reads version {FORMAT_VERSION}")
+            raise CorruptSetError(f"{path} is not a synthetic-set file: wrong format version "
+                                  f"{payload.get('format_version')!r} (this library reads version {FORMAT_VERSION})")
         try:
             images, labels, meta = payload["images"], payload["labels"], json.loads(payload["meta"])
         except (KeyError, TypeError, ValueError) as err:
-            raise CorruptSetError(f"{str(path)!r} lacks a field: {err}") from err
+            raise CorruptSetError(f"{path} is not a synthetic-set file: field {err} missing or unreadable") from None
         if _checksum(images, labels, meta) != payload.get("sha256"):
-            raise CorruptSetError(f"{str(path)!r} fails its checksum: the file was modified or damaged")
+            raise CorruptSetError(f"{path} is not a synthetic-set file: checksum mismatch (modified or damaged)")
         return cls(images, labels, meta["method"], meta["dataset"], int(meta["ipc"]), int(meta["seed"]),
                    meta["config"], tuple(meta["mean"]), tuple(meta["std"]), meta["version"])
 

@@ -94,7 +94,9 @@ class TrainConfig:
     Raising ``repeats`` later keeps the trainings done (the first seeds are the same).
     ``augment`` (none, dc, dsa) applies to every trial; ``proxy_augment``, when set, replaces it
     for the proxies' trials only, so the reference keeps its training while ten images per class
-    are trained as the condensation papers evaluate them (``dc``: crop/scale/rotate on digits)."""
+    are trained as the condensation papers evaluate them (``dc``: crop/scale/rotate on digits).
+    One augmentation for every architecture of a run: it is resolved from the proxy and the
+    dataset, never from an architecture's normalisation (``nas.evaluator.trial_augment``)."""
 
     epochs: int = 100
     whole_epochs: int = 100

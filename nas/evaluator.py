@@ -130,6 +130,15 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
     return record
 
 
+def trial_augment(proxy: Proxy, train: TrainConfig, dataset: str):
+    """The training augmentation of every trial on ``proxy``: resolved from the proxy, the train
+    settings and the dataset only, never from the architecture, so that all architectures of a run
+    train with the same one (a BatchNorm architecture getting DC's crop + noise while the others
+    get crop/scale/rotate would confound the ranking with the normalisation choice)."""
+    method = proxy.kind if proxy.set_path is not None else "real"
+    return evaluation_augment(train.augment_for(proxy.kind), method, dataset, None)[1]
+
+
 def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch.device | str,
                 report, progress: bool) -> TrialRecord:
     from tqdm.auto import tqdm
@@ -147,8 +156,7 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
         syn = proxy.load_set()
         syn.check_compatible(split.channels, split.image_size, split.num_classes)
         images, labels = syn.images.to(device), syn.labels.to(device)
-    method = proxy.kind if proxy.set_path is not None else "real"
-    _, augment = evaluation_augment(train.augment_for(proxy.kind), method, split.train.info.name, spec)
+    augment = trial_augment(proxy, train, split.train.info.name)
 
     generator = make_generator(train.seed)
     reset_parameters(net, generator)

@@ -4,19 +4,73 @@ import torch
 from dc_plugins.augment import DSA_FAMILIES, DCAugment, DSAugment
 
 
+# Parameters that move every image (flip forced on), for the Siamese test below.
+_MOVING = {"flip": {"flip": torch.tensor([True])}, "crop": {"x": torch.tensor([0.9]), "y": torch.tensor([0.1])},
+           "cutout": {"x": torch.tensor([0.5]), "y": torch.tensor([0.5])}}
+
+
 @pytest.mark.parametrize("family", DSA_FAMILIES)
-def test_siamese_parameters_transform_identical_inputs_identically(family):
+def test_siamese_parameters_transform_an_image_the_same_in_any_batch(family):
+    # Siamese = one draw applied to the real and to the synthetic batch: an image must come out
+    # the same whichever batch (and position) it is in. (The old test applied one function twice
+    # to the same tensor, which no implementation can fail.)
     dsa = DSAugment()
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 3, 16, 16)
+    x0 = torch.randn(1, 3, 16, 16, generator=g)
+    real = torch.cat([x0, torch.randn(3, 3, 16, 16, generator=g)])
+    syn = torch.cat([torch.randn(1, 3, 16, 16, generator=g), x0])
     params = dsa.sample(1, g, family=family)
-    a, b = dsa.apply(x, params), dsa.apply(x.clone(), params)
-    assert torch.equal(a, b)
-    assert a.shape == x.shape
-    # one shared parameter set: identical images inside a batch stay identical
-    same = x[:1].expand(4, -1, -1, -1)
-    out = dsa.apply(same, params)
-    assert torch.allclose(out, out[:1].expand_as(out))
+    if family in _MOVING:
+        params.values = _MOVING[family]
+    a, b = dsa.apply(real, params), dsa.apply(syn, params)
+    assert torch.allclose(a[0], b[1], atol=1e-6)
+    assert not torch.allclose(a[0], x0[0])  # and it did transform the image
+    # per-image parameters (non-Siamese) transform the same image differently
+    per_image = dsa.sample(4, torch.Generator().manual_seed(5), family=family)
+    if family not in ("flip",):
+        out = dsa.apply(x0.expand(4, -1, -1, -1), per_image)
+        assert not torch.allclose(out[0], out[1])
+
+
+def test_dsa_parameters_lie_in_the_papers_ranges():
+    dsa, g, n = DSAugment(), torch.Generator().manual_seed(0), 20000
+    v = {f: dsa.sample(n, g, family=f).values for f in ("scale", "rotate", "color", "flip", "crop")}
+    for k in ("sx", "sy"):
+        assert 1 / 1.2 <= v["scale"][k].min() < 1 / 1.2 + 0.01 and 1.2 - 0.01 < v["scale"][k].max() <= 1.2
+    theta = v["rotate"]["theta"].abs().max()
+    assert torch.deg2rad(torch.tensor(14.9)) < theta <= torch.deg2rad(torch.tensor(15.0))
+    c = v["color"]
+    assert -0.5 <= c["brightness"].min() < -0.49 and 0.49 < c["brightness"].max() <= 0.5
+    assert 0 <= c["saturation"].min() < 0.01 and 1.99 < c["saturation"].max() <= 2.0
+    assert 0.5 <= c["contrast"].min() < 0.51 and 1.49 < c["contrast"].max() <= 1.5
+    assert abs(v["flip"]["flip"].float().mean() - 0.5) < 0.02
+    # crop: whole-pixel shifts of at most 1/8 of the side (2 px at 16), every one of them drawn
+    x = torch.zeros(n, 1, 16, 16)
+    x[:, 0, 8, 8] = 1.0
+    out = dsa.apply(x, dsa.sample(n, g, family="crop"))
+    rows, cols = (out[:, 0] == 1).nonzero()[:, 1], (out[:, 0] == 1).nonzero()[:, 2]
+    assert set((rows - 8).tolist()) == set((cols - 8).tolist()) == {-2, -1, 0, 1, 2}
+
+
+def test_dc_augment_parameters_lie_in_the_dc_codes_ranges(monkeypatch):
+    import dc_plugins.augment as augment
+
+    thetas = []
+    real_warp = augment._warp
+    monkeypatch.setattr(augment, "_warp", lambda x, theta: thetas.append(theta.clone()) or real_warp(x, theta))
+    n, w = 5000, 16
+    x = torch.randn(n, 1, w, w)
+    for strategy in ("crop", "scale", "rotate"):
+        DCAugment(strategy)(x, torch.Generator().manual_seed(0))
+    crop, scale, rotate = thetas
+    shift = crop[:, :, 2] * (w - 1) / 2          # in pixels
+    assert torch.allclose(shift, shift.round(), atol=1e-4) and set(shift.round().flatten().tolist()) == set(range(-4, 5))
+    diag = torch.stack([scale[:, 0, 0], scale[:, 1, 1]])
+    assert 0.8 <= diag.min() < 0.81 and 1.19 < diag.max() <= 1.2
+    angle = torch.atan2(rotate[:, 0, 1], rotate[:, 0, 0]).abs().max()
+    assert torch.deg2rad(torch.tensor(44.5)) < angle <= torch.deg2rad(torch.tensor(45.0))
+    noise = DCAugment("noise")(x, torch.Generator().manual_seed(0)) - x
+    assert abs(noise.std() - 0.001) < 2e-5
 
 
 @pytest.mark.parametrize("family", DSA_FAMILIES)

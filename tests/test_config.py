@@ -10,7 +10,28 @@ def test_paper_preset_fills_published_settings():
     assert resolve(RunConfig(dataset="usps")).image_size == 32
     assert resolve(RunConfig(method="dm")).iterations == 20000
     assert resolve(RunConfig(method="dsa")).matching.init == "real"
-    assert dc_loops(1) == (1, 1) and dc_loops(10) == (10, 50) and dc_loops(50) == (50, 10) and dc_loops(15) == (10, 50)
+    assert dc_loops(1) == (1, 1) and dc_loops(10) == (10, 50) and dc_loops(50) == (50, 10)
+
+
+def test_dc_loops_keep_the_paper_rows_and_have_a_monotone_rule_between_them():
+    rows = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+    assert {k: dc_loops(k) for k in rows} == rows
+    # 2-9: outer = ipc, inner linear between the ipc-1 and ipc-10 rows (not the ipc-1 recipe).
+    assert [dc_loops(k) for k in (2, 5, 9)] == [(2, 6), (5, 23), (9, 45)]
+    # >= 10: outer = ipc, outer x inner near 550 (the rows' 500-600).
+    assert [dc_loops(k) for k in (11, 15, 25, 60, 100)] == [(11, 50), (15, 37), (25, 22), (60, 9), (100, 6)]
+    loops = [dc_loops(k) for k in range(1, 301)]
+    assert all(b[0] >= a[0] for a, b in zip(loops, loops[1:]))                 # outer never decreases
+    assert all(b[1] >= a[1] for a, b in zip(loops[:9], loops[1:10]))           # inner rises to 10 ...
+    assert all(b[1] <= a[1] for a, b in zip(loops[9:], loops[10:]))            # ... then falls
+    assert all(450 <= o * i <= 650 for o, i in loops[9:50])
+    with pytest.raises(ValueError, match="ipc must be a positive integer, got 0"):
+        dc_loops(0)
+
+
+def test_cpu_quick_inner_loop_follows_dc_loops_and_keeps_its_ipc_1_and_10_values():
+    inner = {k: resolve(RunConfig(method="dc", ipc=k, preset="cpu-quick")).matching.inner_loop for k in (1, 5, 10, 15)}
+    assert inner == {1: 1, 5: 2, 10: 5, 15: 3}
 
 
 def test_explicit_values_win_over_the_preset():

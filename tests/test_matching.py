@@ -11,6 +11,10 @@ from dc_plugins.matching import GradientMatcher, NonFiniteLossError
 from dc_plugins.models import ConvNetSpec
 
 SMALL = "convnet-w16-d2"
+
+
+class Opaque:
+    """An arbitrary class: a checkpoint holding one is refused unread."""
 CFG = MatchingConfig(batch_real=16, outer_loop=2, inner_loop=1)
 
 
@@ -29,17 +33,123 @@ def test_resume_gives_the_same_set_as_an_uninterrupted_run(digits_train, tmp_pat
                                                         seed=4).synthetic_set().images)
 
 
+@pytest.mark.parametrize("ipc, outer, inner, source", [(3, 3, 12, "dc_loops rule"), (10, 10, 50, "paper table")])
+def test_dc_executes_the_loops_of_its_ipc_and_records_them(monkeypatch, tmp_path, ipc, outer, inner, source):
+    # Spy on the two things an outer iteration does: image updates (matching steps) and the inner
+    # epochs that train the network; ipc 3 used to run the ipc-1 recipe (1 step, no inner epoch).
+    import dc_plugins.matching.gradient as gradient
+
+    epochs, losses = [], []
+    real_loss = gradient.GradientMatcher.matching_loss
+    monkeypatch.setattr(gradient, "train_epoch", lambda *a, **k: epochs.append(1) or 0.0)
+    monkeypatch.setattr(gradient.GradientMatcher, "matching_loss",
+                        lambda self, net: losses.append(1) or real_loss(self, net))
+    from tests.conftest import make_blobs
+
+    small = make_blobs(n_per_class=12, classes=3)
+    m = make_condenser(small, "dc", ipc, net="convnet-w4-d1", matching=MatchingConfig(batch_real=4), seed=0)
+    ckpt = tmp_path / "ckpt.pt"
+    m.run(1, checkpoint=ckpt, progress=False)
+    resumed = make_condenser(small, "dc", ipc, net="convnet-w4-d1", matching=MatchingConfig(batch_real=4), seed=0)
+    syn = resumed.run(2, checkpoint=ckpt, resume=True, progress=False)
+    assert len(losses) == 2 * outer and len(epochs) == 2 * (outer - 1) * inner
+    assert syn.config["loops"] == {"outer_loop": outer, "inner_loop": inner, "source": source, "iterations": 2,
+                                   "matching_steps": 2 * outer, "inner_epochs": 2 * (outer - 1) * inner}
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(digits_train, tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     own = digits_train.subset(torch.arange(len(digits_train)))  # a copy: NaNs go in below
     m = make_condenser(own, "dc", 1, net=SMALL, matching=CFG, seed=0)
     m.run(2, checkpoint=ckpt, checkpoint_every_s=0, progress=False)
-    good = torch.load(ckpt, weights_only=False)
+    good = torch.load(ckpt, weights_only=True)  # plain tensors and containers: no unsafe unpickling
     m.real.images[m.real.indices(0)] = float("nan")
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at iteration 3; the last good checkpoint"):
         m.run(4, checkpoint=ckpt, checkpoint_every_s=0, progress=False)
-    kept = torch.load(ckpt, weights_only=False)
+    kept = torch.load(ckpt, weights_only=True)
     assert kept["iteration"] == 2 and torch.equal(kept["images"], good["images"])
+
+
+@pytest.mark.parametrize("change, named", [
+    (dict(matching=MatchingConfig(batch_real=16, outer_loop=2, inner_loop=1, lr_img=0.05)), "matching.lr_img: 0.1 -> 0.05"),
+    (dict(seed=5), "seed: 4 -> 5"),
+    (dict(net="convnet-w8-d2"), "net: "),
+    (dict(data="other"), "data: "),
+    (dict(method="dm"), "method: dc -> dm"),
+])
+def test_checkpoint_of_another_configuration_is_refused_naming_the_fields(digits_train, tmp_path, change, named):
+    from dc_plugins.fingerprint import ConfigMismatchError
+
+    ckpt = tmp_path / "ckpt.pt"
+    base = dict(net=SMALL, matching=CFG, seed=4)
+    make_condenser(digits_train, "dc", 2, **base).run(1, checkpoint=ckpt, progress=False)
+    data = digits_train
+    if change.pop("data", None):
+        data = digits_train.subset(torch.arange(len(digits_train) - 1))
+    method = change.pop("method", "dc")
+    other = make_condenser(data, method, 2, **{**base, **change})
+    before = other.images.detach().clone()
+    with pytest.raises(ConfigMismatchError) as info:
+        other.run(2, checkpoint=ckpt, resume=True, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and f"checkpoint {ckpt} is of another configuration" in message and named in message
+    assert other.iteration == 0 and torch.equal(other.images, before)  # nothing was loaded
+
+
+def test_unreadable_checkpoints_are_one_line_errors(digits_train, tmp_path):
+    from dc_plugins.matching import CorruptCheckpointError
+
+    m = make_condenser(digits_train, "dm", 1, net=SMALL, matching=CFG, seed=0)
+    ckpt = tmp_path / "ckpt.pt"
+    m.run(1, checkpoint=ckpt, progress=False)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    evil = tmp_path / "evil.pt"
+    torch.save({"images": Opaque()}, evil)  # a class weights_only does not allow
+    for path, why in [(ckpt, "not a torch archive"), (evil, "it holds Python objects")]:
+        with pytest.raises(CorruptCheckpointError) as info:
+            m.load_checkpoint(path)
+        message = str(info.value)
+        assert message.startswith(f"{path} is not a matcher checkpoint file: {why}")
+        assert "\n" not in message and "weights_only" not in message
+
+
+def test_batchnorm_statistics_are_frozen_from_real_images_during_matching(digits_train, monkeypatch):
+    # DC with a BatchNorm net: before each matching step the BN statistics are set from real
+    # images (bn_images_per_class of every class, one forward) and frozen: during the matching
+    # forward passes every BN layer is in eval mode and its statistics do not move.
+    import dc_plugins.matching.gradient as gradient
+
+    checks = []
+    real_loss = gradient.GradientMatcher.matching_loss
+
+    def spy(self, net):
+        bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        before = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+        loss = real_loss(self, net)
+        checks.append((len(bns), [m.training for m in bns], [int(m.num_batches_tracked) for m in bns],
+                       all(torch.equal(m.running_mean, a) and torch.equal(m.running_var, b)
+                           for m, (a, b) in zip(bns, before))))
+        return loss
+
+    monkeypatch.setattr(gradient.GradientMatcher, "matching_loss", spy)
+    m = make_condenser(digits_train, "dc", 2, net=SMALL + "-batch", matching=CFG, seed=0)
+    m.run(1, progress=False)
+    assert len(checks) == 2  # outer_loop 2
+    for n, training, tracked, unchanged in checks:
+        assert n == 2 and training == [False, False] and tracked == [1, 1] and unchanged
+
+
+def test_real_initialised_dc_moves_every_image_away_from_the_real_ones(digits_train):
+    # A set initialised from real images that matching never touched would pass "is synthetic"
+    # checks made on a noise-initialised set trivially; here each stored image must have left its
+    # real starting point, and none may equal any real image.
+    m = make_condenser(digits_train, "dc", 2, net=SMALL, matching=MatchingConfig(batch_real=16, init="real",
+                                                                                 outer_loop=2, inner_loop=1), seed=0)
+    start = m.synthetic_set().images
+    learned = m.run(3, progress=False).images
+    assert (start.flatten(1) - learned.flatten(1)).norm(dim=1).min() > 1e-3
+    assert torch.cdist(learned.flatten(1), digits_train.images.flatten(1)).min() > 1e-3
+    assert torch.cdist(start.flatten(1), digits_train.images.flatten(1)).min() == 0  # the check can fail
 
 
 def test_matching_loss_goes_down(digits_train):
@@ -59,20 +169,22 @@ def test_network_and_data_shape_mismatch_is_an_error(digits_train):
         make_condenser(digits_train, "gan", 1)
 
 
-def test_dc_beats_noise_initialisation_by_a_clear_margin():
-    """The claim of the method on real data, averaged over two seeds to keep it stable."""
+def test_dc_beats_random_real_images_at_one_image_per_class():
+    """The claim of the method on real data, against the baseline it must beat (random real
+    images, the same number), averaged over two seeds to keep it stable. (Beating its own noise
+    initialisation, the old check, every method that learns anything does.)"""
     digits_train = load_dataset("digits", train=True, image_size=16)
     digits_test = load_dataset("digits", train=False, image_size=16)
-    evalcfg = EvalConfig(networks=2, epochs=100, augment="none", net="convnet-w64")
-    dc_acc, noise_acc = [], []
+    evalcfg = EvalConfig(networks=2, epochs=100, augment="none", net="convnet-w32")
+    dc_acc, random_acc = [], []
     for seed in (0, 1):
-        m = make_condenser(digits_train, "dc", 1, net="convnet-w64",
+        m = make_condenser(digits_train, "dc", 1, net="convnet-w32",
                            matching=MatchingConfig(batch_real=16, init="noise"), seed=seed)
-        noise = m.synthetic_set()
-        learned = m.run(10, progress=False)
-        noise_acc.append(evaluate_set(noise, digits_test, config=evalcfg, seed=seed, progress=False).mean)
+        learned = m.run(30, progress=False)
+        chosen = make_condenser(digits_train, "random", 1, seed=seed).run(progress=False)
+        random_acc.append(evaluate_set(chosen, digits_test, config=evalcfg, seed=seed, progress=False).mean)
         dc_acc.append(evaluate_set(learned, digits_test, config=evalcfg, seed=seed, progress=False).mean)
-    assert statistics.fmean(dc_acc) > statistics.fmean(noise_acc) + 0.3, (dc_acc, noise_acc)
+    assert statistics.fmean(dc_acc) > statistics.fmean(random_acc) + 0.05, (dc_acc, random_acc)
 
 
 @pytest.mark.parametrize("method, net", [("dc", SMALL), ("dsa", SMALL), ("dc", SMALL + "-batch")])

@@ -84,6 +84,24 @@ def test_same_seed_same_accuracy_on_every_run(split, provider):
     assert a.accuracy == b.accuracy
 
 
+def test_every_architecture_of_a_run_trains_with_the_same_augmentation(split, provider, monkeypatch):
+    # DC augmentation on digits: crop/scale/rotate for the instance-norm and the BatchNorm
+    # architecture alike (the evaluation's BatchNorm rule would give the second crop + noise).
+    import nas.evaluator as evaluator
+
+    seen = {}
+    real_epoch = evaluator.train_epoch
+    for arch in ARCHS:
+        def spy(*args, augment=None, _arch=arch, **kwargs):
+            seen.setdefault(_arch, repr(augment))
+            return real_epoch(*args, augment=augment, **kwargs)
+        monkeypatch.setattr(evaluator, "train_epoch", spy)
+        space = make_space(split.channels, split.num_classes, split.image_size, ARCHS)
+        train_architecture(space.freeze(parse_arch(arch)), provider.get("random"),
+                           dataclasses.replace(TRAIN, augment="dc"))
+    assert seen == {arch: "DCAugment('crop_scale_rotate')" for arch in ARCHS}
+
+
 def test_reporting_more_often_does_not_change_the_training(split, provider):
     # The trial-record key leaves report_every out, so validating mid-training must not touch
     # the network's training: same final accuracy, only the curve differs.

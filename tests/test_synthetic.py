@@ -31,20 +31,42 @@ def test_flipped_byte_fails_checksum(tmp_path):
     payload = torch.load(path, weights_only=True)
     payload["images"] = s2.images
     torch.save(payload, path)
-    with pytest.raises(CorruptSetError, match="fails its checksum"):
+    with pytest.raises(CorruptSetError, match=r"set.pt is not a synthetic-set file: checksum mismatch"):
         SyntheticSet.load(path)
 
 
-def test_truncated_and_foreign_files_are_reported(tmp_path):
+class _NotATensor:
+    pass
+
+
+def _one_line_error(path, **kwargs) -> str:
+    with pytest.raises(CorruptSetError) as info:
+        SyntheticSet.load(path, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and "weights_only" not in message, message
+    return message
+
+
+def test_truncated_and_foreign_files_are_one_line_errors(tmp_path):
     path = make_set().save(tmp_path / "set.pt")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptSetError, match="not a readable synthetic-set file"):
-        SyntheticSet.load(path)
+    assert _one_line_error(path) == f"{path} is not a synthetic-set file: not a torch archive (truncated, or not written by torch.save)"
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    assert "not a torch archive" in _one_line_error(text)
+    # A torch archive with arbitrary Python objects: weights_only refuses it; torch's own message
+    # is many lines and advises weights_only=False, which would run the file's code.
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "dc-plugins/synthetic-set", "payload": _NotATensor()}, evil)
+    assert _one_line_error(evil).startswith(f"{evil} is not a synthetic-set file: it holds Python objects")
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
-    with pytest.raises(CorruptSetError, match="format tag missing"):
-        SyntheticSet.load(other)
+    assert "no 'dc-plugins/synthetic-set' format tag" in _one_line_error(other)
+    payload = torch.load(make_set().save(tmp_path / "v2.pt"), weights_only=True)
+    payload["format_version"] = 2
+    torch.save(payload, tmp_path / "v2.pt")
+    assert _one_line_error(tmp_path / "v2.pt").endswith("wrong format version 2 (this library reads version 1)")
     with pytest.raises(FileNotFoundError, match="no synthetic set"):
         SyntheticSet.load(tmp_path / "missing.pt")
 

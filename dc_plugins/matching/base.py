@@ -14,15 +14,20 @@ import torch
 from ..augment import DSAugment
 from ..config import MatchingConfig
 from ..data import ClassIndex, make_generator
-from ..io import atomic_path
+from ..fingerprint import check_fingerprint, config_hash, data_fingerprint
+from ..io import atomic_path, load_torch_file
 from ..models import ConvNetSpec, make_convnet
 from ..synthetic import SyntheticSet
 
-__all__ = ["Matcher", "NonFiniteLossError", "initial_images"]
+__all__ = ["Matcher", "NonFiniteLossError", "CorruptCheckpointError", "initial_images"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """Matching produced a NaN/inf loss or images; the last good checkpoint is kept."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A matcher checkpoint cannot be read back: truncated, edited, or not a checkpoint."""
 
 
 def initial_images(real: ClassIndex, ipc: int, init: str, generator: torch.Generator) -> torch.Tensor:
@@ -92,16 +97,31 @@ class Matcher(ABC):
         return {"matching": asdict(self.config), "net": str(self.spec), "iterations": self.iteration}
 
     # -- checkpoints ----------------------------------------------------------------------------
+    def fingerprint(self) -> dict:
+        """Everything the learned set depends on (see :mod:`dc_plugins.fingerprint`): a
+        checkpoint is resumed only by a matcher with the same fingerprint. The number of
+        iterations is not part of it (resuming to a larger total is the point of resuming)."""
+        from dataclasses import asdict
+
+        if getattr(self, "_data_hash", None) is None:
+            self._data_hash = data_fingerprint(self.real.images, self.real.labels)
+        return {"method": self.method, "dataset": self.dataset, "ipc": self.ipc, "seed": self.seed,
+                "net": str(self.spec), "matching": asdict(self.config), "data": self._data_hash}
+
     def state_dict(self) -> dict:
+        fingerprint = self.fingerprint()
         return {"method": self.method, "iteration": self.iteration, "images": self.images.detach().cpu(),
                 "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "losses": list(self.losses)}
+                "losses": list(self.losses), "fingerprint": fingerprint,
+                "config_hash": config_hash(fingerprint)}
 
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("method") != self.method:
-            raise ValueError(f"checkpoint is for method {state.get('method')!r}, not {self.method!r}")
+    def load_state_dict(self, state: dict, *, source: str = "checkpoint") -> None:
+        """Continue from ``state``; refused with a :class:`~dc_plugins.fingerprint.ConfigMismatchError`
+        naming the differing fields (old -> new) when it is of another configuration."""
+        check_fingerprint(state.get("fingerprint"), self.fingerprint(), source,
+                          "delete it (or use another output folder) to start over")
         if tuple(state["images"].shape) != tuple(self.images.shape):
-            raise ValueError(f"checkpoint images {tuple(state['images'].shape)} do not match "
+            raise ValueError(f"{source} images {tuple(state['images'].shape)} do not match "
                              f"{tuple(self.images.shape)} (other ipc or data shape?)")
         with torch.no_grad():
             self.images.copy_(state["images"].to(self.device))
@@ -115,7 +135,12 @@ class Matcher(ABC):
             torch.save(self.state_dict(), tmp)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        """Load a checkpoint written by :meth:`save_checkpoint` (``weights_only=True``: tensors
+        and plain containers only, nothing in the file is executed)."""
+        state = load_torch_file(path, "matcher checkpoint", CorruptCheckpointError)
+        if not isinstance(state, dict) or not {"images", "optimizer", "generator", "iteration"} <= set(state):
+            raise CorruptCheckpointError(f"{path} is not a matcher checkpoint file: fields missing")
+        self.load_state_dict(state, source=f"checkpoint {path}")
 
     def _non_finite(self, what: str, checkpoint) -> NonFiniteLossError:
         where = (f"; the last good checkpoint ({str(checkpoint)!r}) is kept"

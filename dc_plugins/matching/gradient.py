@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from ..config import dc_loops
+from ..config import dc_loops, dc_loops_source
 from ..training import train_epoch
 from .base import Matcher
 from .distance import gradient_distance
@@ -34,11 +34,36 @@ class GradientMatcher(Matcher):
         self.outer_loop = self.config.outer_loop or paper_outer
         self.inner_loop = self.config.inner_loop if self.config.inner_loop is not None else paper_inner
         self.batch_real = min(self.config.batch_real or 256, min(self.real.count(c) for c in self.real.classes))
+        # What the iterations executed so far did (checkpointed): image updates and inner epochs.
+        self.matching_steps = 0
+        self.inner_epochs = 0
+
+    def loops(self) -> dict:
+        """The loops in use and what was executed: ``source`` says where the two loops come from
+        (the DC paper's table, the :func:`~dc_plugins.config.dc_loops` rule for other ipc, or the
+        configuration/preset when they differ from both)."""
+        source = (dc_loops_source(self.ipc) if (self.outer_loop, self.inner_loop) == dc_loops(self.ipc)
+                  else "config")
+        return {"outer_loop": self.outer_loop, "inner_loop": self.inner_loop, "source": source,
+                "iterations": self.iteration, "matching_steps": self.matching_steps,
+                "inner_epochs": self.inner_epochs}
 
     def describe(self) -> dict:
         d = super().describe()
-        d.update(outer_loop=self.outer_loop, inner_loop=self.inner_loop, dsa=self.augment is not None)
+        d.update(outer_loop=self.outer_loop, inner_loop=self.inner_loop, dsa=self.augment is not None,
+                 loops=self.loops())
         return d
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "loops": [self.outer_loop, self.inner_loop]}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "matching_steps": self.matching_steps, "inner_epochs": self.inner_epochs}
+
+    def load_state_dict(self, state: dict, **kwargs) -> None:
+        super().load_state_dict(state, **kwargs)
+        self.matching_steps = int(state["matching_steps"])
+        self.inner_epochs = int(state["inner_epochs"])
 
     def _freeze_batchnorm(self, net: nn.Module) -> None:
         """Set BatchNorm statistics from real images of every class, then freeze them: matching
@@ -90,6 +115,7 @@ class GradientMatcher(Matcher):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward(inputs=[self.images])  # only the images learn here
             self.optimizer.step()
+            self.matching_steps += 1
             total += loss.item()
             if ol == self.outer_loop - 1:
                 break
@@ -98,6 +124,7 @@ class GradientMatcher(Matcher):
             for _ in range(self.inner_loop):
                 train_epoch(net, images, labels, net_opt, batch=self.config.batch_train,
                             generator=self.generator, augment=self.augment)
+                self.inner_epochs += 1
         return total / (self.outer_loop * self.real.num_classes)
 
 
