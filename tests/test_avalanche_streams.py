@@ -121,3 +121,10 @@ def test_streams_use_avalanches_current_generators(build):
         assert exp.task_labels == sorted(exp.dataset.targets_task_labels.uniques)
     source = open(streams.__file__).read()
     assert "nc_benchmark" not in source and "dataset_benchmark" not in source and "import _" not in source
+
+
+def test_streams_keep_lists_of_classes_and_n_classes():
+    """What the deprecated generators gave and Avalanche's MultiHeadClassifier relies on."""
+    bm = streams.stream_from_domains(paper_shaped_domains(8, 1), "class")
+    assert bm.n_classes == 30 and bm.train_stream[1].classes_in_this_experience == list(range(10, 20))
+    assert streams.sklearn_digits_stream(5).n_classes == 10

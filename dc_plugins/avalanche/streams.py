@@ -103,11 +103,29 @@ def _avalanche_dataset(images: torch.Tensor, labels: torch.Tensor, task: int = 0
         [base], data_attributes=[DataAttribute(targets, "targets"), TaskLabels(ConstantSequence(int(task), len(targets)))])
 
 
+def _sorted_class_lists(bm):
+    """``with_classes_timeline`` stores sets; Avalanche's own models (``MultiHeadClassifier``
+    indexes a tensor with ``classes_in_this_experience``) and the deprecated generators use
+    sorted lists: store those. ``bm.n_classes`` (the distinct labels of the train stream) is
+    kept as the deprecated ``NCScenario`` had it."""
+    labels: set[int] = set()
+    for stream in bm.streams.values():
+        for exp in stream:
+            for name in ("classes_in_this_experience", "previous_classes", "classes_seen_so_far", "future_classes"):
+                if hasattr(exp, name):
+                    setattr(exp, name, sorted(int(c) for c in getattr(exp, name)))
+            if stream.name == "train":
+                labels.update(int(c) for c in exp.dataset.targets.uniques)
+    bm.n_classes = len(labels)
+    return bm
+
+
 def _benchmark(train: Sequence, test: Sequence):
     """``benchmark_from_datasets`` with task labels and the classes timeline on every experience."""
     from avalanche.benchmarks import benchmark_from_datasets, with_classes_timeline, with_task_labels
 
-    return with_classes_timeline(with_task_labels(benchmark_from_datasets(train=list(train), test=list(test))))
+    return _sorted_class_lists(with_classes_timeline(with_task_labels(
+        benchmark_from_datasets(train=list(train), test=list(test)))))
 
 
 def stream_from_domains(domains: Sequence[tuple[ImageDataset, ImageDataset]], scenario: str = "class"):
@@ -175,7 +193,7 @@ def sklearn_digits_stream(n_experiences: int = 5, *, scenario: str = "class", im
         bm = class_incremental_benchmark({"train": _avalanche_dataset(train.images, train.labels),
                                           "test": _avalanche_dataset(test.images, test.labels)},
                                          class_order=list(range(10)), num_experiences=n_experiences)
-        return with_task_labels(bm)
+        return _sorted_class_lists(with_task_labels(bm))
     per = 10 // n_experiences
     parts = {"train": [], "test": []}
     for e in range(n_experiences):
