@@ -1,9 +1,17 @@
 """``CondensedReplayConfig``: how the replay memory condenses each experience.
 
 A typed dataclass, filled from keyword arguments, a mapping or a YAML file. Fields left at
-``None`` come from the engine's preset (``paper`` or ``cpu-quick``, see :mod:`dc_plugins.config`).
-The memory budget itself (``mem_size``) is an argument of the plugin/buffer, as in Avalanche's
-``ReplayPlugin``; ``ipc`` switches from "share ``mem_size`` equally" to "``ipc`` per class".
+``None`` come from the engine's preset (``cpu-quick`` by default, ``paper`` one argument away;
+see :mod:`dc_plugins.config`). The memory budget itself (``mem_size``) is an argument of the
+plugin/buffer, as in Avalanche's ``ReplayPlugin``; ``ipc`` switches from "share ``mem_size``
+equally" to "``ipc`` per class".
+
+**The default budget.** ``CondensedReplayPlugin(mem_size=100)`` with nothing else set runs DC
+with the ``cpu-quick`` preset (at 10 images per class: 10 outer iterations of 10 network
+initialisations x 5 inner steps, 64 real images per class per step, DC starting from real
+images) on the default ConvNet. The ``paper`` preset (1,000 outer iterations at the paper's
+loops) is ``preset="paper"``; on a CPU it takes hours per experience.
+``examples/benchmark_split_mnist_default.py`` measures the default on Avalanche's ``SplitMNIST``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from ..config import (MATCHING_METHODS, METHODS, PRESETS, MatchingConfig, RunCon
                       apply_overrides, check_method, resolve)
 from ..models import ConvNetSpec
 
-__all__ = ["CondensedReplayConfig"]
+__all__ = ["CondensedReplayConfig", "MEMORY_TRANSFORMS"]
+
+MEMORY_TRANSFORMS = ("auto", "dsa", "none")
 
 
 @dataclass
@@ -30,10 +40,17 @@ class CondensedReplayConfig:
     Attributes:
         method: ``dc``, ``dsa``, ``dm`` (condensation) or ``random``, ``herding``, ``kcenter``,
             ``forgetting`` (the engine's coreset baselines, through the same buffer).
-        ipc: images per class. ``None``: every class seen so far gets an equal share
-            ``mem_size // classes`` (shrinking as classes arrive). An integer: each class keeps
-            ``ipc`` images (the memory grows), unless that would exceed ``mem_size``, in which
-            case the equal share is used and a warning says so.
+        ipc: images per class. ``None``: ``mem_size`` is shared equally between the classes,
+            every slot used (the remainder goes to the earliest classes, as in Avalanche's
+            balanced buffers): at the share each class will finally have when the stream's
+            number of classes is known (``total_classes``), else at the share of the classes
+            seen so far, re-selected when it shrinks (see :class:`CondensedBuffer`). An integer:
+            each class keeps ``ipc`` images (the memory grows), unless ``ipc`` times the classes
+            would exceed ``mem_size``, in which case the equal share is used and a warning says so.
+        total_classes: how many classes (counted per experience, as the buffer's groups) the
+            whole stream has. ``"auto"``: read from the experience's stream (Avalanche's
+            ``exp.origin_stream``) when it exposes its experiences, else ``"adaptive"``.
+            ``"adaptive"``: never look ahead; shares shrink as classes arrive. An integer: given.
         iterations: outer iterations of the matcher per experience; ``None``: the preset's.
         preset: ``paper`` or ``cpu-quick``: fills every field left at ``None``.
         net: the ConvNet used for condensation (``convnet-w128-d3-instance-relu-avg``); the data
@@ -45,19 +62,31 @@ class CondensedReplayConfig:
         cache_dir: if set, each condensed group of classes is saved there (a ``SyntheticSet``
             file named by a hash of the data and settings) and reused when the same experience
             is condensed again with the same settings, e.g. by another run of a comparison.
+            A running condensation is checkpointed there too (``<name>.partial.pt``, every
+            ``checkpoint_every_s`` seconds), so an interrupted run resumes mid-condensation.
+        checkpoint_every_s: seconds between those checkpoints.
+        memory_transform: how condensed images are augmented when replayed (train mode only;
+            none in eval mode), through Avalanche's transform groups. ``"auto"`` or ``"dsa"``:
+            DSA (``matching.dsa_strategy``, mirrored only with ``flip``), one random
+            transformation per item and read; ``"none"``: replayed as stored. Real exemplars
+            (coreset methods, small classes) are replayed as ``exp.dataset.subset(indices)``,
+            through the stream's own transform groups, as Avalanche's buffers replay them.
         progress: show a tqdm bar while condensing.
         matching, selection: the engine's matcher and coreset settings (``None`` = preset).
     """
 
     method: str = "dc"
     ipc: int | None = None
+    total_classes: int | str = "auto"
     iterations: int | None = None
-    preset: str = "paper"
+    preset: str = "cpu-quick"
     net: str = "convnet"
     device: str | None = None
     seed: int = 0
     flip: bool = False
     cache_dir: str | None = None
+    checkpoint_every_s: float = 60.0
+    memory_transform: str = "auto"
     progress: bool = True
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -75,6 +104,15 @@ class CondensedReplayConfig:
         self.method = check_method(self.method)
         if self.ipc is not None and (isinstance(self.ipc, bool) or not isinstance(self.ipc, int) or self.ipc <= 0):
             raise ValueError(f"ipc must be a positive integer or None, got {self.ipc!r}")
+        tc = self.total_classes
+        if not (tc in ("auto", "adaptive") or (isinstance(tc, int) and not isinstance(tc, bool) and tc > 0)):
+            raise ValueError(f"total_classes must be 'auto', 'adaptive' or a positive integer, got {tc!r}")
+        if self.memory_transform not in MEMORY_TRANSFORMS:
+            raise ValueError(f"unknown memory_transform {self.memory_transform!r}; allowed: "
+                             f"{', '.join(MEMORY_TRANSFORMS)}")
+        if isinstance(self.checkpoint_every_s, bool) or not isinstance(self.checkpoint_every_s, (int, float)) \
+                or self.checkpoint_every_s < 0:
+            raise ValueError(f"checkpoint_every_s must be a non-negative number, got {self.checkpoint_every_s!r}")
         if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 0):
             raise ValueError(f"iterations must be a non-negative integer or None, got {self.iterations!r}")
         if self.preset not in PRESETS:
