@@ -368,3 +368,16 @@ def test_memory_transform_none_and_custom():
     assert torch.equal(torch.stack([negate.buffer[i][0] for i in range(4)]), -stored)
     with pytest.raises(ValueError, match="unknown memory_transform 'flip'; allowed: auto, dsa, none"):
         CondensedBuffer(4, memory_transform="flip")
+
+
+def test_default_budget_is_bounded_and_the_paper_one_argument_away():
+    """The defaults are the documented CPU budget (DM, cpu-quick, 32-channel ConvNet; measured by
+    examples/benchmark_split_mnist_default.py), not the paper's 1,000-20,000 iterations."""
+    default = CondensedReplayConfig()
+    run = default.resolved(10)
+    assert (run.method, run.iterations, run.net) == ("dm", 200, "convnet-w32-d3-instance-relu-avg")
+    paper = CondensedReplayConfig(preset="paper").resolved(10)
+    assert (paper.iterations, paper.net) == (20000, "convnet")
+    dc_paper = CondensedReplayConfig(method="dc", preset="paper").resolved(10)
+    assert dc_paper.iterations == 1000 and dc_paper.matching.batch_real == 256
+    assert CondensedReplayConfig(net="convnet-w8-d2").resolved(10).net == "convnet-w8-d2"

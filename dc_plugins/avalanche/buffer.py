@@ -162,7 +162,7 @@ class CondensedBuffer(ExemplarsBuffer):
         memory_transform: a name (``auto``, ``dsa``, ``none``: the config field) or a callable
             on one ``(C, H, W)`` image that replaces it for condensed images (train mode only).
 
-    >>> buffer = CondensedBuffer(200, method="dm", iterations=200)
+    >>> buffer = CondensedBuffer(200, method="dc", preset="paper")
     >>> replay = ReplayPlugin(mem_size=200, storage_policy=buffer)
     """
 
@@ -308,15 +308,15 @@ class CondensedBuffer(ExemplarsBuffer):
             shape = "x".join(map(str, self.layout.image_shape))
             raise ValueError(f"experience images are {c}x{h}x{w}, the memory's are {shape}; "
                              f"harmonise the stream to one image size and channel count")
-        key = (self.config.net, layout.image_shape)
+        key = (self.config.resolved_net, layout.image_shape)
         if key not in self._nets_ok:
             try:
-                net = make_convnet(self.config.net, channels=c, num_classes=2, image_size=h)
+                net = make_convnet(key[0], channels=c, num_classes=2, image_size=h)
                 with torch.no_grad():
                     net(torch.zeros(1, c, h, w))
             except (RuntimeError, ValueError) as err:
                 raise ValueError(f"{c}x{h}x{w} images do not fit the condensation network "
-                                 f"{self.config.net!r} ({str(err).splitlines()[0]}); use a shallower "
+                                 f"{key[0]!r} ({str(err).splitlines()[0]}); use a shallower "
                                  f"net (e.g. net='convnet-d2') or larger images") from None
             self._nets_ok.add(key)
         return layout

@@ -6,12 +6,15 @@ see :mod:`dc_plugins.config`). The memory budget itself (``mem_size``) is an arg
 plugin/buffer, as in Avalanche's ``ReplayPlugin``; ``ipc`` switches from "share ``mem_size``
 equally" to "``ipc`` per class".
 
-**The default budget.** ``CondensedReplayPlugin(mem_size=100)`` with nothing else set runs DC
-with the ``cpu-quick`` preset (at 10 images per class: 10 outer iterations of 10 network
-initialisations x 5 inner steps, 64 real images per class per step, DC starting from real
-images) on the default ConvNet. The ``paper`` preset (1,000 outer iterations at the paper's
-loops) is ``preset="paper"``; on a CPU it takes hours per experience.
-``examples/benchmark_split_mnist_default.py`` measures the default on Avalanche's ``SplitMNIST``.
+**The default budget.** ``CondensedReplayPlugin(mem_size=100)`` with nothing else set runs DM
+with the ``cpu-quick`` preset (200 iterations, 64 real images per class per iteration, starting
+from real images) on a 32-channel ConvNet (``convnet-w32-d3-instance-relu-avg``): on Avalanche's
+SplitMNIST about a minute per experience on 2 shared CPU cores (measured by
+``examples/benchmark_split_mnist_default.py``). DC and the paper's 128-channel ConvNet cost far
+more there: one DC outer iteration at 10 images per class took 45 s (32 channels) and 117 s
+(128 channels) per experience on those cores, DM 0.4 s and 1.5 s. The paper's budget is one
+argument away: ``preset="paper"`` (DM 20,000 iterations, DC/DSA 1,000, the paper's loops, the
+128-channel ConvNet), e.g. ``CondensedReplayPlugin(100, method="dc", preset="paper")``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from ..models import ConvNetSpec
 __all__ = ["CondensedReplayConfig", "MEMORY_TRANSFORMS"]
 
 MEMORY_TRANSFORMS = ("auto", "dsa", "none")
+# The condensation network by preset when ``net`` is None (see the module doc for the costs).
+PRESET_NETS = {"paper": "convnet", "cpu-quick": "convnet-w32-d3-instance-relu-avg"}
 
 
 @dataclass
@@ -38,7 +43,7 @@ class CondensedReplayConfig:
     """Settings of the condensation that fills a :class:`~dc_plugins.avalanche.CondensedBuffer`.
 
     Attributes:
-        method: ``dc``, ``dsa``, ``dm`` (condensation) or ``random``, ``herding``, ``kcenter``,
+        method: ``dm`` (default), ``dc``, ``dsa`` (condensation) or ``random``, ``herding``, ``kcenter``,
             ``forgetting`` (the engine's coreset baselines, through the same buffer).
         ipc: images per class. ``None``: ``mem_size`` is shared equally between the classes,
             every slot used (the remainder goes to the earliest classes, as in Avalanche's
@@ -53,8 +58,9 @@ class CondensedReplayConfig:
             ``"adaptive"``: never look ahead; shares shrink as classes arrive. An integer: given.
         iterations: outer iterations of the matcher per experience; ``None``: the preset's.
         preset: ``paper`` or ``cpu-quick``: fills every field left at ``None``.
-        net: the ConvNet used for condensation (``convnet-w128-d3-instance-relu-avg``); the data
-            shape and class count come from the experience.
+        net: the ConvNet used for condensation; ``None``: the preset's (``paper``: the paper's
+            ``convnet-w128-d3-instance-relu-avg``; ``cpu-quick``: ``convnet-w32-d3-instance-relu-avg``).
+            The data shape and class count come from the experience.
         device: where condensation runs; ``None``: the strategy's device.
         seed: base seed; the experience index and task label are added to it, so every
             condensation is reproducible without touching the global RNG.
@@ -75,12 +81,12 @@ class CondensedReplayConfig:
         matching, selection: the engine's matcher and coreset settings (``None`` = preset).
     """
 
-    method: str = "dc"
+    method: str = "dm"
     ipc: int | None = None
     total_classes: int | str = "auto"
     iterations: int | None = None
     preset: str = "cpu-quick"
-    net: str = "convnet"
+    net: str | None = None
     device: str | None = None
     seed: int = 0
     flip: bool = False
@@ -117,8 +123,14 @@ class CondensedReplayConfig:
             raise ValueError(f"iterations must be a non-negative integer or None, got {self.iterations!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
-        ConvNetSpec.parse(self.net)  # raises a ValueError naming the bad token
+        if self.net is not None:
+            ConvNetSpec.parse(self.net)  # raises a ValueError naming the bad token
         return self
+
+    @property
+    def resolved_net(self) -> str:
+        """The condensation network: ``net``, or the preset's when ``None``."""
+        return self.net if self.net is not None else PRESET_NETS[self.preset]
 
     @property
     def is_matching(self) -> bool:
@@ -127,7 +139,7 @@ class CondensedReplayConfig:
     def resolved(self, ipc: int) -> RunConfig:
         """The engine's run config for one condensation at ``ipc``, preset values filled in."""
         return resolve(RunConfig(method=self.method, ipc=ipc, iterations=self.iterations,
-                                 preset=self.preset, seed=self.seed, net=self.net,
+                                 preset=self.preset, seed=self.seed, net=self.resolved_net,
                                  matching=dataclasses.replace(self.matching),
                                  selection=dataclasses.replace(self.selection)))
 

@@ -22,7 +22,11 @@ class CondensedReplayPlugin(ReplayPlugin):
     condensation options keyword-only::
 
         strategy = Naive(model, optimizer, plugins=[CondensedReplayPlugin(100)])
-        CondensedReplayPlugin(300, 128, 128, method="dm", ipc=10, preset="paper")
+        CondensedReplayPlugin(300, 128, 128, method="dc", ipc=10, preset="paper")
+
+    The default (``CondensedReplayPlugin(100)``) is a bounded CPU budget: DM, ``cpu-quick``,
+    a 32-channel ConvNet (see :mod:`dc_plugins.avalanche.config`); ``preset="paper"`` is the
+    published one.
 
     * ``before_training_exp``: checks the experience's items (square images of the memory's
       shape) and that ``mem_size`` can hold its classes (a clear ``MemoryTooSmallError`` or
@@ -35,8 +39,8 @@ class CondensedReplayPlugin(ReplayPlugin):
             ``mem_size`` (default 200) is never exceeded.
         storage_policy: a ready :class:`CondensedBuffer` (its ``max_size`` must equal
             ``mem_size``); then the options below belong to the buffer and must not be given.
-        method: ``dc``, ``dsa``, ``dm``, or a coreset baseline (``random``, ``herding``,
-            ``kcenter``, ``forgetting``); default: ``config.method`` (``dc``).
+        method: ``dm``, ``dc``, ``dsa``, or a coreset baseline (``random``, ``herding``,
+            ``kcenter``, ``forgetting``); default: ``config.method`` (``dm``).
         ipc: images per class (memory grows as classes arrive); ``None``: ``mem_size`` shared
             equally, at the final share when the stream's classes are known.
         config: a :class:`CondensedReplayConfig` (e.g. ``CondensedReplayConfig.from_yaml(path)``);
