@@ -37,13 +37,16 @@ def _no_task_stream():
 
 def _tensor_label_stream():
     """Items (Tensor, Tensor, int): tensor labels plus Avalanche's task-label attribute."""
-    from avalanche.benchmarks import dataset_benchmark
+    from avalanche.benchmarks import benchmark_from_datasets
+    from avalanche.benchmarks.utils import DataAttribute, TaskLabels, make_avalanche_dataset
 
     def ds(seed):
         d = blob_domain(12, 3, seed=seed)
-        return TensorDataset(d.images, d.labels)
+        return make_avalanche_dataset(TensorDataset(d.images, d.labels),
+                                      data_attributes=[DataAttribute(d.labels.tolist(), "targets"),
+                                                       TaskLabels([0] * len(d.labels))])
 
-    return dataset_benchmark([ds(0), ds(1)], [ds(2), ds(3)])
+    return benchmark_from_datasets(train=[ds(0), ds(1)], test=[ds(2), ds(3)])
 
 
 @pytest.mark.parametrize("make_stream, expected", [
@@ -233,6 +236,11 @@ def test_cache_reuses_a_condensed_set(tmp_path):
     second.post_adapt(None, bm.train_stream[0])
     assert [h["cached"] for h in first.history + second.history] == [False, True]
     assert all(torch.equal(first.groups[k].images, second.groups[k].images) for k in first.groups)
+    coreset = [CondensedBuffer(6, **fast(method="herding", cache_dir=str(tmp_path))) for _ in range(2)]
+    for buffer in coreset:
+        buffer.post_adapt(None, bm.train_stream[0])
+    assert [b.history[0]["cached"] for b in coreset] == [False, True]
+    assert all(coreset[1].groups[k].indices == g.indices and not g.condensed for k, g in coreset[0].groups.items())
     for changed in (dict(seed=1), dict(iterations=4), dict(matching={"lr_img": 0.5})):
         other = CondensedBuffer(6, **fast(**{"method": "dm", "iterations": 3, "cache_dir": str(tmp_path), **changed}))
         other.post_adapt(None, bm.train_stream[0])
