@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 from torch.utils.data.dataloader import default_collate
 
-from tests.avalanche_util import TINY_NET, blob_domain, blob_stream, one_thread  # noqa: F401
+from tests.avalanche_util import TINY_NET, blob_domain, blob_stream, one_thread, tensor_dataset  # noqa: F401
 
 from dc_plugins.avalanche import CondensedBuffer, CondensedReplayConfig, MemoryTooSmallError  # noqa: E402
 from dc_plugins.avalanche.items import item_signature  # noqa: E402
@@ -330,13 +330,11 @@ def _augmented_stream():
     from avalanche.benchmarks.utils import TransformGroups
     from torchvision import transforms
 
-    from dc_plugins.avalanche.streams import _avalanche_dataset
-
     random_train = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.RandomCrop(8, padding=2)])
 
     def ds(seed):
         d = blob_domain(12, 2, seed=seed)
-        base = _avalanche_dataset(d.images, d.labels)
+        base = tensor_dataset(d.images, d.labels)
         return type(base)([base], transform_groups=TransformGroups({"train": random_train, "eval": None})).train()
 
     return benchmark_from_datasets(train=[ds(0)], test=[ds(1)])

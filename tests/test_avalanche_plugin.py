@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.avalanche_util import (TINY_NET, blob_stream, exp_accuracy, one_thread, quiet_evaluator,  # noqa: F401
-                                  tiny_learner)
+                                  tensor_dataset, tiny_learner)
 
 from avalanche.training.plugins import LwFPlugin, ReplayPlugin, SupervisedPlugin  # noqa: E402
 from avalanche.training.supervised import Naive  # noqa: E402
@@ -137,11 +137,9 @@ def test_budget_checked_before_training_with_plain_replay_plugin():
 def _stream_of_shapes(*shapes):
     from avalanche.benchmarks import benchmark_from_datasets
 
-    from dc_plugins.avalanche.streams import _avalanche_dataset
-
     def ds(shape, seed):
         g = torch.Generator().manual_seed(seed)
-        return _avalanche_dataset(torch.randn(12, *shape, generator=g), torch.arange(12) % 2)
+        return tensor_dataset(torch.randn(12, *shape, generator=g), torch.arange(12) % 2)
 
     return benchmark_from_datasets(train=[ds(s, i) for i, s in enumerate(shapes)],
                                    test=[ds(s, 9 + i) for i, s in enumerate(shapes)])
