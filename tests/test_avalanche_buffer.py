@@ -209,6 +209,9 @@ def test_class_with_fewer_images_than_its_share_is_stored_real():
     stored = buffer.groups[(0, 0, 2)]
     assert torch.equal(stored.images, small.images[small.labels == 2])  # the real images themselves
     assert stored.indices == torch.nonzero(small.labels == 2).flatten().tolist()  # replayed from the stream
+    data = buffer.buffer  # condensed and real items in one dataset, items shaped like the stream's
+    assert len(data) == 13 and sorted(data.targets) == [0] * 5 + [1] * 5 + [2] * 3
+    assert {item_signature(data[i]) for i in range(13)} == {item_signature(bm.train_stream[0].dataset[0])}
 
 
 def test_condensation_learns_new_images_reproducibly():
@@ -387,3 +390,32 @@ def test_default_budget_is_bounded_and_the_paper_one_argument_away():
     dc_paper = CondensedReplayConfig(method="dc", preset="paper").resolved(10)
     assert dc_paper.iterations == 1000 and dc_paper.matching.batch_real == 256
     assert CondensedReplayConfig(net="convnet-w8-d2").resolved(10).net == "convnet-w8-d2"
+
+
+@pytest.mark.parametrize("method", ["random", "dm"])
+def test_memory_concatenates_with_constant_task_labels(method):
+    """Streams whose task labels are a ConstantSequence (as Avalanche's own generators make them):
+    real exemplars of three tasks, and small classes beside condensed ones, form one dataset."""
+    from avalanche.benchmarks import benchmark_from_datasets
+    from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset, TaskLabels
+    from avalanche.benchmarks.utils.flat_data import ConstantSequence
+
+    from dc_plugins.avalanche.items import MemoryItems
+
+    def ds(task, small: bool):
+        d = blob_domain(6, 2, seed=task)
+        keep = torch.arange(12) if not small else torch.cat([torch.arange(6), torch.arange(6, 8)])
+        x, y = d.images[keep], d.labels[keep].tolist()
+        return TaskAwareSupervisedClassificationDataset(
+            [MemoryItems(x, y, None)],
+            data_attributes=[DataAttribute(y, "targets"), TaskLabels(ConstantSequence(task, len(y)))])
+
+    bm = benchmark_from_datasets(train=[ds(t, t == 1) for t in range(3)], test=[ds(t, False) for t in range(3)])
+    buffer = CondensedBuffer(18, **fast(method=method, iterations=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for exp in bm.train_stream:
+            buffer.post_adapt(None, exp)
+    data = buffer.buffer
+    assert len(data) == 17 and sorted(set(data.targets_task_labels)) == [0, 1, 2]  # 3 per class, one has 2
+    assert [data[i][2] for i in range(len(data))] == list(data.targets_task_labels)

@@ -222,7 +222,13 @@ class CondensedBuffer(ExemplarsBuffer):
         for k in keys:
             group = self.groups[k]
             if not group.condensed:
-                parts.append(group.source.subset(group.indices))
+                part = group.source.subset(group.indices)
+                # Plain lists: Avalanche 0.6's FlatData.concat fails on a ConstantSequence (the
+                # task labels of many streams, SplitMNIST's included) after a list-backed attribute.
+                for name in ("targets", TASK_ATTR):
+                    if hasattr(part, name):
+                        part = part.update_data_attribute(name, [int(v) for v in getattr(part, name)])
+                parts.append(part)
         data = parts[0]
         for part in parts[1:]:
             data = data.concat(part)

@@ -93,14 +93,14 @@ def _avalanche_dataset(images: torch.Tensor, labels: torch.Tensor, task: int = 0
     """An Avalanche classification dataset of tensors: items ``(Tensor, int, int)`` with
     ``targets`` and task labels (``task`` for every item), through the public API."""
     from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset, TaskLabels
-    from avalanche.benchmarks.utils.flat_data import ConstantSequence
 
     from .items import MemoryItems
 
     targets = [int(v) for v in labels.cpu().long()]
     base = MemoryItems(images.cpu(), targets, None)
     return TaskAwareSupervisedClassificationDataset(
-        [base], data_attributes=[DataAttribute(targets, "targets"), TaskLabels(ConstantSequence(int(task), len(targets)))])
+        [base], data_attributes=[DataAttribute(targets, "targets"), TaskLabels([int(task)] * len(targets))])
+    # (plain lists: Avalanche 0.6 cannot concatenate a list-backed attribute with a ConstantSequence)
 
 
 def _sorted_class_lists(bm):
