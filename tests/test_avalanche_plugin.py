@@ -237,3 +237,15 @@ def test_lazy_import_from_the_package():
     assert dc_plugins.CondensedBuffer is CondensedBuffer
     code = "import sys, dc_plugins; assert 'avalanche' not in sys.modules, 'engine imported avalanche'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_task_balanced_dataloader_over_the_memory():
+    """ReplayPlugin's task_balanced_dataloader splits the memory by task (its task_set)."""
+    bm = blob_stream("task", experiences=3, classes=2)
+    probe = LoaderProbe()
+    replay = CondensedReplayPlugin(12, None, 4, True, method="random", **FAST)
+    strategy = naive(tiny_learner(2), [replay, probe], epochs=1)
+    for exp in bm.train_stream:
+        strategy.train(exp)
+    assert sorted(replay.buffer.buffer.task_set.keys()) == [0, 1, 2]
+    assert probe.loaders[-1] == "ReplayDataLoader" and probe.max_batch[-1] == 16 + 4
