@@ -10,12 +10,19 @@ default evaluator, and ``CondensedReplayPlugin(mem_size=100)`` with nothing else
 training and condensation seconds, and the accuracies on the whole test stream after each
 experience. ``--baselines`` also runs Avalanche's ``ReplayPlugin(mem_size=100)`` and no replay,
 timed separately.
+
+Measured (2 December 2026, the project's 2-core machine, load average ~1.5, dc-plugins from
+the checkout: ``PYTHONPATH=. python examples/benchmark_split_mnist_default.py --baselines``):
+the condensed run took 60 s (77 s for the whole process), 10-12 s of DM condensation per
+experience, and ended at 56.3 % accuracy on the test stream; Avalanche's ReplayPlugin(mem_size=100)
+60.7 %, no replay 18.6 % (5 s and 3 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -58,14 +65,16 @@ def main(argv=None) -> dict:
     from avalanche.benchmarks.classic import SplitMNIST
     from avalanche.training.plugins import ReplayPlugin
 
+    import dc_plugins
     from dc_plugins.avalanche import CondensedReplayPlugin
 
     bm = SplitMNIST(n_experiences=5, seed=args.seed, dataset_root=args.root)
     replay = CondensedReplayPlugin(mem_size=100)
-    result = {"command": "python examples/benchmark_split_mnist_default.py " + " ".join(argv or []),
+    shown = sys.argv[1:] if argv is None else argv
+    result = {"command": " ".join(["python examples/benchmark_split_mnist_default.py", *shown]),
               "data": f"SplitMNIST(5, seed={args.seed}) from {args.root}: "
                       f"{[len(e.dataset) for e in bm.train_stream]} train images per experience",
-              "torch_threads": torch.get_num_threads(), "config": replay.buffer.config.to_dict()}
+              "torch_threads": torch.get_num_threads(), "dc_plugins": str(Path(dc_plugins.__file__).parent), "config": replay.buffer.config.to_dict()}
     result["condensed"] = _run(bm, [replay], args.seed, args.train_mb_size)
     for exp in result["condensed"]["experiences"]:
         exp["condensation"] = [{k: h[k] for k in ("where", "method", "ipc", "classes", "iterations", "seconds")}

@@ -8,11 +8,14 @@ equally" to "``ipc`` per class".
 
 **The default budget.** ``CondensedReplayPlugin(mem_size=100)`` with nothing else set runs DM
 with the ``cpu-quick`` preset (200 iterations, 64 real images per class per iteration, starting
-from real images) on a 32-channel ConvNet (``convnet-w32-d3-instance-relu-avg``): on Avalanche's
-SplitMNIST about a minute per experience on 2 shared CPU cores (measured by
-``examples/benchmark_split_mnist_default.py``). DC and the paper's 128-channel ConvNet cost far
-more there: one DC outer iteration at 10 images per class took 45 s (32 channels) and 117 s
-(128 channels) per experience on those cores, DM 0.4 s and 1.5 s. The paper's budget is one
+from real images) on a 32-channel ConvNet (``convnet-w32-d3-instance-relu-avg``). On Avalanche's
+SplitMNIST (5 experiences of MNIST-10k, 10 images per class at mem_size=100) with a Naive
+SimpleMLP, ``examples/benchmark_split_mnist_default.py`` measured 10-12 s of condensation per
+experience and 60 s for the whole run on the project's 2 cores (load average ~1.5); with the
+cores shared by four test runs (load average 5-6) DM took 0.4 s per iteration (~80 s per
+experience). DC and the paper's 128-channel ConvNet cost far more: under that load one DC outer
+iteration at 10 images per class took 45 s (32 channels) and 117 s (128 channels) per
+experience, DM 0.4 s and 1.5 s, so a DC default would have taken over half an hour. The paper's budget is one
 argument away: ``preset="paper"`` (DM 20,000 iterations, DC/DSA 1,000, the paper's loops, the
 128-channel ConvNet), e.g. ``CondensedReplayPlugin(100, method="dc", preset="paper")``.
 """
