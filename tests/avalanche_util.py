@@ -69,3 +69,15 @@ def exp_accuracy(metrics: dict, j: int) -> float:
             if k.startswith("Top1_Acc_Exp/eval_phase/test_stream/") and k.endswith(f"/Exp{j:03d}")]
     assert len(hits) == 1, metrics.keys()
     return float(hits[0])
+
+
+def tensor_dataset(images: torch.Tensor, labels: torch.Tensor, task: int = 0):
+    """An Avalanche dataset of tensors with items (Tensor, int, int), from the public API only."""
+    from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset, TaskLabels
+
+    from dc_plugins.avalanche.items import MemoryItems
+
+    targets = [int(v) for v in labels]
+    return TaskAwareSupervisedClassificationDataset(
+        [MemoryItems(images, targets, None)],
+        data_attributes=[DataAttribute(targets, "targets"), TaskLabels([int(task)] * len(targets))])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.avalanche_util import (TINY_NET, blob_stream, exp_accuracy, one_thread, quiet_evaluator,  # noqa: F401
-                                  tiny_learner)
+                                  tensor_dataset, tiny_learner)
 
 from avalanche.training.plugins import LwFPlugin, ReplayPlugin, SupervisedPlugin  # noqa: E402
 from avalanche.training.supervised import Naive  # noqa: E402
@@ -84,18 +84,101 @@ def test_buffer_is_a_storage_policy_for_avalanches_replay_plugin():
     for exp in bm.train_stream:
         strategy.train(exp)
     assert buffer.class_counts() == {(0, c): 3 for c in range(4)}
-    assert probe.loaders[-1] == "ReplayDataLoader" and probe.max_batch[-1] == 16 + 12  # 6 per old class
+    assert probe.loaders[-1] == "ReplayDataLoader" and probe.max_batch[-1] == 16 + 6  # 3 per class, final
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _unchanged(before, model) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_mem_size_too_small_fails_before_training():
     bm = blob_stream("class", experiences=2, classes=2)
+    # the stream's 4 classes are known: refused before the first experience trains
     model = tiny_learner(4)
-    strategy = naive(model, [CondensedReplayPlugin(mem_size=3, method="random", **FAST)], epochs=1)
+    strategy = naive(model, [CondensedReplayPlugin(3, method="random", **FAST)], epochs=1)
+    before = _params(model)
+    with pytest.raises(MemoryTooSmallError, match=r"mem_size=3 .* of the stream \(4, counting each class"):
+        strategy.train(bm.train_stream[0])
+    assert _unchanged(before, model)
+    # without looking ahead: refused before the second experience trains
+    model = tiny_learner(4)
+    strategy = naive(model, [CondensedReplayPlugin(3, method="random", total_classes="adaptive", **FAST)], epochs=1)
     strategy.train(bm.train_stream[0])
-    before = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(MemoryTooSmallError, match=r"mem_size=3 .* \(4, counting each class"):
+    before = _params(model)
+    with pytest.raises(MemoryTooSmallError, match=r"mem_size=3 .* seen so far \(4, counting each class"):
         strategy.train(bm.train_stream[1])
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing trained
+    assert _unchanged(before, model)  # nothing trained
+
+
+def test_budget_checked_before_training_with_plain_replay_plugin():
+    """Given to Avalanche's own ReplayPlugin, the buffer checks the next experience when
+    ReplayPlugin.before_training_exp reads it, before any training step; the first experience
+    (nothing of the storage policy runs before it in Avalanche 0.6) is checked in post_adapt."""
+    bm = blob_stream("class", experiences=2, classes=2)
+    model = tiny_learner(4)
+    buffer = CondensedBuffer(3, method="random", total_classes="adaptive", **FAST)
+    strategy = naive(model, [ReplayPlugin(3, storage_policy=buffer)], epochs=1)
+    strategy.train(bm.train_stream[0])
+    before = _params(model)
+    with pytest.raises(MemoryTooSmallError, match=r"mem_size=3 .* seen so far \(4"):
+        strategy.train(bm.train_stream[1])
+    assert _unchanged(before, model)
+    known = CondensedBuffer(3, method="random", **FAST)
+    strategy = naive(tiny_learner(4), [ReplayPlugin(3, storage_policy=known)], epochs=1)
+    with pytest.raises(MemoryTooSmallError, match=r"of the stream \(4"):
+        strategy.train(bm.train_stream[0])  # raised by post_adapt, before anything is condensed
+    assert len(known) == 0
+
+
+def _stream_of_shapes(*shapes):
+    from avalanche.benchmarks import benchmark_from_datasets
+
+    def ds(shape, seed):
+        g = torch.Generator().manual_seed(seed)
+        return tensor_dataset(torch.randn(12, *shape, generator=g), torch.arange(12) % 2)
+
+    return benchmark_from_datasets(train=[ds(s, i) for i, s in enumerate(shapes)],
+                                   test=[ds(s, 9 + i) for i, s in enumerate(shapes)])
+
+
+@pytest.mark.parametrize("shapes, match", [
+    (((1, 8, 6),), r"needs square images; the stream yields 1x8x6"),
+    (((1, 8, 8), (1, 6, 6)), r"experience images are 1x6x6, the memory's are 1x8x8"),
+    (((1, 2, 2),), r"1x2x2 images do not fit the condensation network"),
+], ids=["non-square", "other-size", "too-small"])
+def test_unexpected_image_shapes_are_refused_before_training(shapes, match):
+    bm = _stream_of_shapes(*shapes)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(4))
+    model(torch.zeros(1, *shapes[0]))
+    strategy = naive(model, [CondensedReplayPlugin(8, method="random", **{**FAST, "net": "convnet-w8-d3"})], epochs=1)
+    for exp in bm.train_stream[:-1]:
+        strategy.train(exp)
+    before = _params(model)
+    with pytest.raises(ValueError, match=match):
+        strategy.train(bm.train_stream[len(shapes) - 1])
+    assert _unchanged(before, model)
+
+
+def test_signature_is_replay_plugins():
+    """Same positional parameters, order and defaults as ReplayPlugin; the rest keyword-only."""
+    import inspect
+
+    ours = list(inspect.signature(CondensedReplayPlugin.__init__).parameters.values())[1:]
+    theirs = list(inspect.signature(ReplayPlugin.__init__).parameters.values())[1:]
+    assert [(p.name, p.default) for p in ours[:len(theirs)]] == [(p.name, p.default) for p in theirs]
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in ours[len(theirs):])
+    buffer = CondensedBuffer(12, method="random", **FAST)
+    plugin = CondensedReplayPlugin(12, 8, 4, True, buffer)
+    assert (plugin.mem_size, plugin.batch_size, plugin.batch_size_mem, plugin.task_balanced_dataloader,
+            plugin.storage_policy) == (12, 8, 4, True, buffer)
+    with pytest.raises(TypeError, match=r"condensation options \['ipc', 'iterations'\] given with a ready"):
+        CondensedReplayPlugin(12, storage_policy=buffer, ipc=3, iterations=2)
+    with pytest.raises(TypeError):
+        CondensedReplayPlugin(12, None, None, False, None, "dm")  # method is keyword-only
 
 
 def test_unknown_method_fails_at_construction():
@@ -124,7 +207,7 @@ def test_checkpoint_round_trip_keeps_the_buffer(tmp_path):
     assert start == 2
     loaded = fresh.plugins[0].storage_policy
     assert loaded.groups.keys() == replay.buffer.groups.keys()
-    assert all(torch.equal(loaded.groups[k], replay.buffer.groups[k]) for k in loaded.groups)
+    assert all(torch.equal(loaded.groups[k].images, replay.buffer.groups[k].images) for k in loaded.groups)
     assert [loaded.buffer[i][1] for i in range(len(loaded))] == [replay.buffer.buffer[i][1] for i in range(len(loaded))]
     fresh.train(bm.train_stream[2])  # training goes on from the restored state
     assert len(loaded) == 30 and len(loaded.class_counts()) == 6
@@ -154,3 +237,15 @@ def test_lazy_import_from_the_package():
     assert dc_plugins.CondensedBuffer is CondensedBuffer
     code = "import sys, dc_plugins; assert 'avalanche' not in sys.modules, 'engine imported avalanche'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_task_balanced_dataloader_over_the_memory():
+    """ReplayPlugin's task_balanced_dataloader splits the memory by task (its task_set)."""
+    bm = blob_stream("task", experiences=3, classes=2)
+    probe = LoaderProbe()
+    replay = CondensedReplayPlugin(12, None, 4, True, method="random", **FAST)
+    strategy = naive(tiny_learner(2), [replay, probe], epochs=1)
+    for exp in bm.train_stream:
+        strategy.train(exp)
+    assert sorted(replay.buffer.buffer.task_set.keys()) == [0, 1, 2]
+    assert probe.loaders[-1] == "ReplayDataLoader" and probe.max_batch[-1] == 16 + 4

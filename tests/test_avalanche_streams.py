@@ -93,3 +93,38 @@ def test_offline_stream_reads_mnist10k_usps_and_digits():
     assert sorted(bm.train_stream[2].classes_in_this_experience) == list(range(20, 30))
     x = torch.stack([bm.train_stream[0].dataset[i][0] for i in range(50)])
     assert abs(float(x.mean())) < 1.0  # normalised, not raw [0, 255]
+
+
+@pytest.mark.parametrize("build", [
+    lambda: streams.stream_from_domains(paper_shaped_domains(8, 1), "class"),
+    lambda: streams.stream_from_domains(paper_shaped_domains(8, 1), "task"),
+    lambda: streams.stream_from_domains(paper_shaped_domains(8, 1), "domain"),
+    lambda: streams.sklearn_digits_stream(5),
+    lambda: streams.sklearn_digits_stream(2, scenario="task"),
+], ids=["class", "task", "domain", "digits-class", "digits-task"])
+def test_streams_use_avalanches_current_generators(build):
+    """No deprecated generator (nc_benchmark, dataset_benchmark) and no private helper: building
+    a stream emits no deprecation warning, and experiences carry the classes timeline and task
+    labels of Avalanche 0.6's decorators."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error", FutureWarning)
+        bm = build()
+    seen: set = set()
+    for i, exp in enumerate(bm.train_stream):
+        assert exp.current_experience == i
+        assert set(exp.classes_in_this_experience) == set(exp.dataset.targets.uniques)
+        assert set(exp.previous_classes) == seen
+        seen |= set(exp.classes_in_this_experience)
+        assert exp.task_labels == sorted(exp.dataset.targets_task_labels.uniques)
+    source = open(streams.__file__).read()
+    assert "nc_benchmark" not in source and "dataset_benchmark" not in source and "import _" not in source
+
+
+def test_streams_keep_lists_of_classes_and_n_classes():
+    """What the deprecated generators gave and Avalanche's MultiHeadClassifier relies on."""
+    bm = streams.stream_from_domains(paper_shaped_domains(8, 1), "class")
+    assert bm.n_classes == 30 and bm.train_stream[1].classes_in_this_experience == list(range(10, 20))
+    assert streams.sklearn_digits_stream(5).n_classes == 10

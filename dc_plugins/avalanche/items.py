@@ -52,6 +52,7 @@ class ItemLayout:
     has_task_labels: bool
     task_in_item: bool
     signature: tuple
+    image_shape: tuple = ()
 
     @classmethod
     def of(cls, dataset) -> "ItemLayout":
@@ -85,7 +86,7 @@ class ItemLayout:
         else:
             raise ValueError(f"stream labels must be int or tensor, got {type(y).__name__}")
         return cls(type(dataset), getattr(dataset, "collate_fn", None), target_dtype,
-                   hasattr(dataset, TASK_ATTR), task_in_item, item_signature(item))
+                   hasattr(dataset, TASK_ATTR), task_in_item, item_signature(item), tuple(x.shape))
 
 
 @dataclass
@@ -136,15 +137,22 @@ class MemoryItems(Dataset):
         return self.images[i], y
 
 
-def memory_dataset(images: torch.Tensor, targets: Sequence[int], tasks: Sequence[int], layout: ItemLayout):
-    """An Avalanche dataset of the stream's class whose items look exactly like the stream's."""
-    from avalanche.benchmarks.utils import DataAttribute
+def memory_dataset(images: torch.Tensor, targets: Sequence[int], tasks: Sequence[int], layout: ItemLayout,
+                   transform=None):
+    """An Avalanche dataset of the stream's class whose items look exactly like the stream's.
+
+    ``transform`` (a callable on one image) becomes the ``train`` transform group; the ``eval``
+    group has none. The dataset is returned in train mode, as the stream's training data.
+    """
+    from avalanche.benchmarks.utils import DataAttribute, TransformGroups
 
     attrs = [DataAttribute(list(map(int, targets)), "targets")]
     if layout.has_task_labels:
         attrs.append(DataAttribute(list(map(int, tasks)), TASK_ATTR, use_in_getitem=layout.task_in_item))
     base = MemoryItems(images, targets, layout.target_dtype)
-    data = layout.dataset_class([base], data_attributes=attrs, collate_fn=layout.collate_fn)
+    groups = TransformGroups({"train": transform, "eval": None}) if transform is not None else None
+    data = layout.dataset_class([base], data_attributes=attrs, collate_fn=layout.collate_fn,
+                                transform_groups=groups).train()
     if len(data) and item_signature(data[0]) != layout.signature:  # a bug here, not a user error
         raise RuntimeError(f"memory items {item_signature(data[0])} do not match the stream's "
                            f"{layout.signature}")

@@ -3,8 +3,8 @@
 Every stream is built from :class:`~dc_plugins.data.ImageDataset` pairs (train, test), harmonised
 to one image size and channel count, in one of three flavours:
 
-* ``class`` (class-incremental): ``nc_benchmark`` with one dataset per experience, labels
-  offset per domain (0-9, 10-19, 20-29 for three domains), no task labels;
+* ``class`` (class-incremental): one dataset per experience, labels offset per domain (0-9,
+  10-19, 20-29 for three domains), task label 0;
 * ``task`` (task-incremental): task label = experience index, labels 0-9 inside each task
   (for multi-head models);
 * ``domain`` (domain-incremental): the same 10 digit labels in every experience, task label 0.
@@ -20,6 +20,13 @@ Streams:
 * :func:`stream_from_domains`: any list of (train, test) pairs, e.g. generated tensors.
 
 Images are normalised per dataset with its usual mean/std (as in the condensation papers).
+
+Built with Avalanche 0.6's current public API only: ``TaskAwareSupervisedClassificationDataset``
+with ``targets`` and ``TaskLabels`` data attributes (items ``(Tensor, int, int)``, as the
+deprecated generators made them), ``benchmark_from_datasets`` (one dataset per experience),
+``class_incremental_benchmark`` (the scikit-learn digits split by classes),
+``with_task_labels`` (``task_label``/``task_labels`` on experiences) and
+``with_classes_timeline`` (``classes_in_this_experience``, ``classes_seen_so_far``, ...).
 """
 
 from __future__ import annotations
@@ -82,11 +89,43 @@ def load_domains(names: Sequence[str], root: str | os.PathLike | None, *, downlo
     return domains
 
 
-def _avalanche_dataset(data: ImageDataset):
-    # Avalanche's own tensor helper: items are (Tensor, int, int) with targets and task labels.
-    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+def _avalanche_dataset(images: torch.Tensor, labels: torch.Tensor, task: int = 0):
+    """An Avalanche classification dataset of tensors: items ``(Tensor, int, int)`` with
+    ``targets`` and task labels (``task`` for every item), through the public API."""
+    from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset, TaskLabels
 
-    return _make_taskaware_tensor_classification_dataset(data.images.cpu(), data.labels.cpu().long())
+    from .items import MemoryItems
+
+    targets = [int(v) for v in labels.cpu().long()]
+    base = MemoryItems(images.cpu(), targets, None)
+    return TaskAwareSupervisedClassificationDataset(
+        [base], data_attributes=[DataAttribute(targets, "targets"), TaskLabels([int(task)] * len(targets))])
+    # (plain lists: Avalanche 0.6 cannot concatenate a list-backed attribute with a ConstantSequence)
+
+
+def _sorted_class_lists(bm):
+    """``with_classes_timeline`` stores sets; Avalanche's own models (``MultiHeadClassifier``
+    indexes a tensor with ``classes_in_this_experience``) and the deprecated generators use
+    sorted lists: store those. ``bm.n_classes`` (the distinct labels of the train stream) is
+    kept as the deprecated ``NCScenario`` had it."""
+    labels: set[int] = set()
+    for stream in bm.streams.values():
+        for exp in stream:
+            for name in ("classes_in_this_experience", "previous_classes", "classes_seen_so_far", "future_classes"):
+                if hasattr(exp, name):
+                    setattr(exp, name, sorted(int(c) for c in getattr(exp, name)))
+            if stream.name == "train":
+                labels.update(int(c) for c in exp.dataset.targets.uniques)
+    bm.n_classes = len(labels)
+    return bm
+
+
+def _benchmark(train: Sequence, test: Sequence):
+    """``benchmark_from_datasets`` with task labels and the classes timeline on every experience."""
+    from avalanche.benchmarks import benchmark_from_datasets, with_classes_timeline, with_task_labels
+
+    return _sorted_class_lists(with_classes_timeline(with_task_labels(
+        benchmark_from_datasets(train=list(train), test=list(test)))))
 
 
 def stream_from_domains(domains: Sequence[tuple[ImageDataset, ImageDataset]], scenario: str = "class"):
@@ -95,8 +134,6 @@ def stream_from_domains(domains: Sequence[tuple[ImageDataset, ImageDataset]], sc
     All domains must share image size and channel count (see :func:`harmonise`) and use labels
     0..9 (or any 0..K-1). ``scenario``: ``class``, ``task`` or ``domain`` (see the module doc).
     """
-    from avalanche.benchmarks import dataset_benchmark, nc_benchmark
-
     _check_scenario(scenario)
     if not domains:
         raise ValueError("a stream needs at least one (train, test) domain")
@@ -104,13 +141,14 @@ def stream_from_domains(domains: Sequence[tuple[ImageDataset, ImageDataset]], sc
     if len(shapes) != 1:
         raise ValueError(f"domains have different image shapes {sorted(shapes)}; harmonise them to one "
                          f"image size and channel count first")
-    train = [_avalanche_dataset(tr) for tr, _ in domains]
-    test = [_avalanche_dataset(te) for _, te in domains]
-    if scenario == "domain":
-        return dataset_benchmark(train, test)
-    return nc_benchmark(train, test, n_experiences=len(domains), task_labels=scenario == "task",
-                        one_dataset_per_exp=True, shuffle=False,
-                        class_ids_from_zero_in_each_exp=scenario == "task")
+    offset, train, test = 0, [], []
+    for e, (tr, te) in enumerate(domains):
+        task = e if scenario == "task" else 0
+        shift = offset if scenario == "class" else 0
+        train.append(_avalanche_dataset(tr.images, tr.labels + shift, task))
+        test.append(_avalanche_dataset(te.images, te.labels + shift, task))
+        offset += int(max(int(tr.labels.max()), int(te.labels.max()))) + 1
+    return _benchmark(train, test)
 
 
 def digit_stream(root: str | os.PathLike, *, scenario: str = "class", download: bool = False,
@@ -139,8 +177,10 @@ def offline_digit_stream(root: str | os.PathLike, *, scenario: str = "class", im
 def sklearn_digits_stream(n_experiences: int = 5, *, scenario: str = "class", image_size: int = 8,
                           channels: int = 1):
     """scikit-learn's 8x8 digits (1,437 train / 360 test images) split into ``n_experiences``
-    experiences of consecutive classes (5 -> {0,1}, {2,3}, ...). ``class`` or ``task``."""
-    from avalanche.benchmarks import nc_benchmark
+    experiences of consecutive classes (5 -> {0,1}, {2,3}, ...). ``class`` (Avalanche's
+    ``class_incremental_benchmark``, fixed class order) or ``task`` (task label = experience,
+    labels 0.. inside each task)."""
+    from avalanche.benchmarks import class_incremental_benchmark, with_task_labels
 
     _check_scenario(scenario)
     if scenario == "domain":
@@ -149,6 +189,15 @@ def sklearn_digits_stream(n_experiences: int = 5, *, scenario: str = "class", im
         raise ValueError(f"n_experiences must divide the 10 classes: 1, 2, 5 or 10, got {n_experiences}")
     train = harmonise(load_dataset("digits", train=True), image_size, channels)
     test = harmonise(load_dataset("digits", train=False), image_size, channels)
-    return nc_benchmark(_avalanche_dataset(train), _avalanche_dataset(test), n_experiences=n_experiences,
-                        task_labels=scenario == "task", shuffle=False, fixed_class_order=list(range(10)),
-                        class_ids_from_zero_in_each_exp=scenario == "task")
+    if scenario == "class":
+        bm = class_incremental_benchmark({"train": _avalanche_dataset(train.images, train.labels),
+                                          "test": _avalanche_dataset(test.images, test.labels)},
+                                         class_order=list(range(10)), num_experiences=n_experiences)
+        return _sorted_class_lists(with_task_labels(bm))
+    per = 10 // n_experiences
+    parts = {"train": [], "test": []}
+    for e in range(n_experiences):
+        for name, data in (("train", train), ("test", test)):
+            keep = (data.labels >= e * per) & (data.labels < (e + 1) * per)
+            parts[name].append(_avalanche_dataset(data.images[keep], data.labels[keep] - e * per, e))
+    return _benchmark(parts["train"], parts["test"])
