@@ -10,6 +10,8 @@
   :mod:`strategies.report`: its table, CSV files and plot.
 """
 
+import dc_plugins.avalanche  # noqa: F401  (first: it quiets Avalanche's import-time QP-solver warning)
+
 from .e2e import AMBIGUOUS_HERDING, MEMORIES, BalancedFinetuningPlugin, E2EConfig, make_e2e_strategy
 from .herding import LearnerHerdingBuffer, learner_herding_buffer
 

@@ -8,8 +8,14 @@
 Importing this package imports Avalanche; ``import dc_plugins`` alone does not.
 """
 
-from .buffer import CondensedBuffer, MemoryTooSmallError
-from .config import CondensedReplayConfig
-from .plugin import CondensedReplayPlugin
+import warnings
+
+# ``import avalanche`` warns "no QP solver found" (qpsolvers 4 dropped its solver extra): only
+# GEM/A-GEM's QP needs one, never replay; the warning would greet every user of this package.
+warnings.filterwarnings("ignore", message=".*no QP solver found.*", category=UserWarning)
+
+from .buffer import CondensedBuffer, MemoryTooSmallError  # noqa: E402
+from .config import CondensedReplayConfig  # noqa: E402
+from .plugin import CondensedReplayPlugin  # noqa: E402
 
 __all__ = ["CondensedReplayPlugin", "CondensedBuffer", "CondensedReplayConfig", "MemoryTooSmallError"]

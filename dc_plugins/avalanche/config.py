@@ -25,12 +25,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 
-from ..config import (MATCHING_METHODS, METHODS, PRESETS, MatchingConfig, RunConfig, SelectionConfig,
+from ..config import (read_yaml_mapping, MATCHING_METHODS, METHODS, PRESETS, MatchingConfig, RunConfig, SelectionConfig,
                       apply_overrides, check_method, resolve)
 from ..models import ConvNetSpec
 
@@ -164,13 +162,11 @@ class CondensedReplayConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, key: str | None = None) -> "CondensedReplayConfig":
-        """Read the config from a YAML file (optionally from the mapping under ``key``)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        """Read the config from a YAML file or packaged config (optionally from the mapping under
+        ``key``, e.g. ``CondensedReplayConfig.from_yaml("continual_digits", key="condense")``)."""
+        data = read_yaml_mapping(path)
         if key is not None:
-            if not isinstance(data, dict) or key not in data:
+            if key not in data:
                 raise KeyError(f"{str(path)!r} has no {key!r} section")
             data = data[key]
         return cls.from_dict(data)
