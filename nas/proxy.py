@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dc_plugins import __version__
-from dc_plugins.config import METHODS, SELECTION_METHODS, MatchingConfig, SelectionConfig
+from dc_plugins.config import METHODS, SELECTION_METHODS, MatchingConfig, SelectionConfig, apply_overrides
 from dc_plugins.io import write_json
 from dc_plugins.synthetic import CorruptSetError, SyntheticSet
 
@@ -152,14 +152,23 @@ class ProxyProvider:
         self.built: list[str] = []  # labels built (not reused) by this provider, for reports and tests
         for kind in SET_KINDS:
             self.iterations(kind)  # bad values fail before any work
+        self.matching_config(), self.selection_config()  # unknown keys and bad values fail here
+
+    def matching_config(self) -> MatchingConfig:
+        """``proxy.matching`` over the engine's MatchingConfig, typed and validated by the
+        project's one fill mechanism (the section stays a mapping of overrides: its cache key
+        holds only what the user set)."""
         try:
-            MatchingConfig(**config.matching)
-            SelectionConfig(**config.selection)
-        except TypeError as err:
-            allowed_m = ", ".join(f.name for f in dataclasses.fields(MatchingConfig))
-            allowed_s = ", ".join(f.name for f in dataclasses.fields(SelectionConfig))
-            raise ValueError(f"bad proxy.matching / proxy.selection key ({err}); matching allows: {allowed_m}; "
-                             f"selection allows: {allowed_s}") from None
+            return apply_overrides(MatchingConfig(), dict(self.config.matching), "proxy.matching.")
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+
+    def selection_config(self) -> SelectionConfig:
+        """``proxy.selection`` over the engine's SelectionConfig, as :meth:`matching_config`."""
+        try:
+            return apply_overrides(SelectionConfig(), dict(self.config.selection), "proxy.selection.")
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
 
     @property
     def fingerprint(self) -> str:
@@ -273,7 +282,7 @@ class ProxyProvider:
             c = self.config
             folder.mkdir(parents=True, exist_ok=True)
             syn = condense(train, kind, c.ipc, iterations=self.iterations(kind), preset=c.preset, seed=c.seed, net=c.net,
-                           matching=MatchingConfig(**c.matching), selection=SelectionConfig(**c.selection),
+                           matching=self.matching_config(), selection=self.selection_config(),
                            checkpoint=folder / "checkpoint.pt", resume=True, progress=self.progress)
             syn.save(folder / "set.pt")
             (folder / "checkpoint.pt").unlink(missing_ok=True)

@@ -161,8 +161,15 @@ def test_proxy_file_for_another_dataset_or_shape_is_rejected(split, tmp_path):
 
 
 def test_bad_matching_override_is_a_clear_error(split, tmp_path):
-    with pytest.raises(ValueError, match="matching allows: lr_img"):
+    with pytest.raises(ValueError, match="unknown config key 'proxy.matching.lr_image'; allowed: .*lr_img"):
         ProxyProvider(split, ProxyConfig(matching={"lr_image": 0.1}), tmp_path, progress=False)
+    # values are typed as the engine's dataclass declares them (before: accepted, failed mid-run)
+    with pytest.raises(ValueError, match="proxy.matching.lr_img: cannot use 'fast'"):
+        ProxyProvider(split, ProxyConfig(matching={"lr_img": "fast"}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="proxy.selection.reference_epochs: cannot use 2.5"):
+        ProxyProvider(split, ProxyConfig(selection={"reference_epochs": 2.5}), tmp_path, progress=False)
+    p = ProxyProvider(split, ProxyConfig(matching={"lr_img": "0.05", "init": "real"}), tmp_path, progress=False)
+    assert p.matching_config().lr_img == 0.05 and p.matching_config().init == "real"
 
 
 def test_iterations_per_method(split, tmp_path):
