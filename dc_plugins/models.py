@@ -196,7 +196,13 @@ def make_convnet(spec: ConvNetSpec | str = "convnet", *, generator: torch.Genera
         spec = ConvNetSpec.parse(spec, **data_shape)
     elif data_shape:
         spec = replace(spec, **data_shape)
-    net = ConvNet(spec)
-    if generator is not None:
+    if generator is None:
+        net = ConvNet(spec)  # torch's default init, from the global generator
+    else:
+        # torch.nn's constructors draw a default init from the global generator; with our own
+        # generator that draw is discarded, so keep the global state as it was: a condensation
+        # must not move the minibatch order of the Avalanche learner it runs beside
+        with torch.random.fork_rng(devices=[]):
+            net = ConvNet(spec)
         reset_parameters(net, generator)
     return net.to(device) if device is not None else net

@@ -170,7 +170,8 @@ def data_fingerprint(benchmark) -> str:
     for stream in (benchmark.train_stream, benchmark.test_stream):
         for exp in stream:
             data = exp.dataset.eval() if hasattr(exp.dataset, "eval") else exp.dataset
-            for batch in DataLoader(data, batch_size=1024, collate_fn=getattr(data, "collate_fn", None)):
+            for batch in DataLoader(data, batch_size=1024, collate_fn=getattr(data, "collate_fn", None),
+                                    generator=torch.Generator()):  # not the global one
                 for part in batch:
                     h.update(torch.as_tensor(part).detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]

@@ -420,3 +420,18 @@ def test_memory_concatenates_with_constant_task_labels(method):
     data = buffer.buffer
     assert len(data) == 17 and sorted(set(data.targets_task_labels)) == [0, 1, 2]  # 3 per class, one has 2
     assert [data[i][2] for i in range(len(data))] == list(data.targets_task_labels)
+
+
+@pytest.mark.parametrize("method", ["dm", "dc", "random", "herding"])
+def test_checking_and_condensing_leave_the_global_generator_alone(method):
+    """The learner's minibatch order (Avalanche shuffles with the global generator) must not
+    depend on the memory: the checks before training and the condensation after it draw only
+    from their own generators (before: the check's network and the DataLoader's base seed
+    consumed global draws, so stage 1 differed between a condensed and a herding run)."""
+    bm = blob_stream("class", experiences=1, classes=2)
+    buffer = CondensedBuffer(4, **fast(method=method, iterations=1, matching={"init": "real"}))
+    state = torch.get_rng_state()
+    buffer.check_experience(bm.train_stream[0])
+    assert torch.equal(torch.get_rng_state(), state)
+    buffer.post_adapt(None, bm.train_stream[0])
+    assert torch.equal(torch.get_rng_state(), state) and len(buffer) == 4

@@ -55,3 +55,11 @@ def test_generator_makes_networks_reproducible():
     b = make_convnet("convnet-w16-d2", channels=1, image_size=16, generator=torch.Generator().manual_seed(5))
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_a_seeded_network_leaves_the_global_generator_alone():
+    state = torch.get_rng_state()
+    a = make_convnet("convnet-w8-d2", channels=1, num_classes=3, image_size=8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)  # torch.nn's default init draws were undone
+    b = make_convnet("convnet-w8-d2", channels=1, num_classes=3, image_size=8, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

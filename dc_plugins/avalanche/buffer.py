@@ -317,7 +317,7 @@ class CondensedBuffer(ExemplarsBuffer):
         key = (self.config.resolved_net, layout.image_shape)
         if key not in self._nets_ok:
             try:
-                net = make_convnet(key[0], channels=c, num_classes=2, image_size=h)
+                net = make_convnet(key[0], channels=c, num_classes=2, image_size=h, generator=torch.Generator())
                 with torch.no_grad():
                     net(torch.zeros(1, c, h, w))
             except (RuntimeError, ValueError) as err:

@@ -106,7 +106,8 @@ def _eval_view(dataset):
 def materialise(dataset, batch_size: int = 512) -> ExperienceTensors:
     """Read a whole experience dataset (eval transforms) into tensors on the CPU."""
     data = _eval_view(dataset)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0,
+    # its own generator: a DataLoader draws a base seed even unshuffled, from the global one
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0, generator=torch.Generator(),
                         collate_fn=getattr(data, "collate_fn", None))
     images = torch.cat([batch[0] for batch in loader]).cpu()
     targets = torch.as_tensor([int(v) for v in dataset.targets], dtype=torch.long)
