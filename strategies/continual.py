@@ -50,6 +50,7 @@ import yaml
 
 from dc_plugins.avalanche import CondensedReplayConfig
 from dc_plugins.config import METHODS, apply_overrides, parse_assignment, read_yaml_mapping
+from dc_plugins.fingerprint import ConfigMismatchError, config_diff, config_hash  # the engine's, one rule
 from dc_plugins.io import write_json
 
 from .e2e import AMBIGUOUS_HERDING, E2EConfig
@@ -219,31 +220,6 @@ def resolved_run(cfg: ContinualConfig, memory: str, distill: bool, seed: int, da
                                    "selection": dataclasses.asdict(engine.selection)}
         resolved["condense"] = section
     return json.loads(json.dumps(resolved, default=str))
-
-
-def config_hash(resolved: dict) -> str:
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-
-
-def config_diff(old: dict, new: dict) -> list[str]:
-    """``["train.epochs: 5 -> 2", ...]``: the fields whose values differ (dotted, sorted)."""
-    a, b = _flatten(old), _flatten(new)
-    missing = "(absent)"
-    return [f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k, missing) != b.get(k, missing)]
-
-
-class ConfigMismatchError(ValueError):
-    """A run folder holds a run of another configuration than the one asked for."""
 
 
 def _reusable(result_file: Path, resolved: dict) -> Optional[dict]:
