@@ -50,7 +50,8 @@ import yaml
 
 from dc_plugins.avalanche import CondensedReplayConfig
 from dc_plugins.config import METHODS, apply_overrides, parse_assignment, read_yaml_mapping
-from dc_plugins.fingerprint import ConfigMismatchError, config_diff, config_hash  # the engine's, one rule
+from dc_plugins import fingerprint
+from dc_plugins.fingerprint import ConfigMismatchError, config_diff  # the engine's: one rule everywhere
 from dc_plugins.io import write_json
 
 from .e2e import AMBIGUOUS_HERDING, E2EConfig
@@ -220,6 +221,11 @@ def resolved_run(cfg: ContinualConfig, memory: str, distill: bool, seed: int, da
                                    "selection": dataclasses.asdict(engine.selection)}
         resolved["condense"] = section
     return json.loads(json.dumps(resolved, default=str))
+
+
+def config_hash(resolved: dict) -> str:
+    """The engine's configuration hash, cut to 16 hex digits: it is printed in every log line."""
+    return fingerprint.config_hash(resolved)[:16]
 
 
 def _reusable(result_file: Path, resolved: dict) -> Optional[dict]:
