@@ -31,6 +31,8 @@ from typing import Any
 import torch.nn as nn
 from avalanche.training.storage_policy import HerdingSelectionStrategy, ParametricBuffer
 
+from dc_plugins.avalanche.buffer import group_lengths
+
 __all__ = ["LearnerHerdingBuffer", "learner_herding_buffer"]
 
 TASK_ATTR = "targets_task_labels"
@@ -64,14 +66,11 @@ class LearnerHerdingBuffer(ParametricBuffer):
         self._warned_ipc = False
 
     def get_group_lengths(self, num_groups: int) -> list[int]:
-        if self.ipc is not None:
-            if self.ipc * num_groups <= self.max_size:
-                return [self.ipc] * num_groups
-            if not self._warned_ipc:
-                warnings.warn(f"ipc={self.ipc} for {num_groups} groups needs {self.ipc * num_groups} images, more "
-                              f"than mem_size={self.max_size}; falling back to the equal share", stacklevel=2)
-                self._warned_ipc = True
-        return super().get_group_lengths(num_groups)  # adaptive: max_size // groups, remainder spread
+        lengths, fallback = group_lengths(self.max_size, num_groups, self.ipc)  # the condensed buffer's rule
+        if fallback and not self._warned_ipc:
+            warnings.warn(fallback, stacklevel=2)
+            self._warned_ipc = True
+        return lengths
 
     def class_counts(self) -> dict[tuple[int, int], int]:
         """Exemplars per (task, class), summed over experiences (as ``CondensedBuffer.class_counts``)."""

@@ -77,7 +77,7 @@ from .config import CondensedReplayConfig
 from .items import TASK_ATTR, ItemLayout, materialise, memory_dataset
 from .transforms import make_memory_transform
 
-__all__ = ["CondensedBuffer", "MemoryTooSmallError", "MemoryGroup", "GroupKey", "balanced_lengths"]
+__all__ = ["CondensedBuffer", "MemoryTooSmallError", "MemoryGroup", "GroupKey", "balanced_lengths", "group_lengths"]
 
 GroupKey = tuple[int, int, int]  # (experience, task label, class id)
 
@@ -93,6 +93,20 @@ def balanced_lengths(max_size: int, n_groups: int) -> list[int]:
     for i in range(max_size - sum(lengths)):
         lengths[i] += 1
     return lengths
+
+
+def group_lengths(max_size: int, n_groups: int, ipc: int | None, what: str = "groups") -> tuple[list[int], str | None]:
+    """The budget rule every memory of this project shares (the condensed buffer and
+    learner-herding): ``ipc`` per group while ``ipc * n_groups`` fits in ``max_size``, else (and
+    for ``ipc=None``) the balanced split. Returns the lengths and, when ``ipc`` had to give way,
+    the warning to show (once)."""
+    if ipc is not None:
+        if ipc * n_groups <= max_size:
+            return [ipc] * n_groups, None
+        fallback = (f"ipc={ipc} for {n_groups} {what} needs {ipc * n_groups} images, more than "
+                    f"mem_size={max_size}; falling back to the equal share of mem_size")
+        return balanced_lengths(max_size, n_groups), fallback
+    return balanced_lengths(max_size, n_groups), None
 
 
 @dataclass
@@ -288,16 +302,10 @@ class CondensedBuffer(ExemplarsBuffer):
                 f"mem_size={self.max_size} is smaller than the number of classes seen so far "
                 f"({len(keys)}, counting each class of each experience): the memory cannot keep one "
                 f"image per class. Allowed: mem_size >= {len(keys)}")
-        n = max(len(keys), total or 0)
-        ipc = self.config.ipc
-        if ipc is not None:
-            if ipc * n <= self.max_size:
-                return {k: ipc for k in keys}
-            if not self._warned_ipc:
-                warnings.warn(f"ipc={ipc} for {n} classes needs {ipc * n} images, more than mem_size="
-                              f"{self.max_size}; falling back to the equal share of mem_size", stacklevel=3)
-                self._warned_ipc = True
-        lengths = balanced_lengths(self.max_size, max(n, 1))
+        lengths, fallback = group_lengths(self.max_size, max(len(keys), total or 0, 1), self.config.ipc, "classes")
+        if fallback and not self._warned_ipc:
+            warnings.warn(fallback, stacklevel=3)
+            self._warned_ipc = True
         return {k: lengths[i] for i, k in enumerate(keys)}
 
     def _check_items(self, exp: Any) -> ItemLayout:
