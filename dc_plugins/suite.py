@@ -7,6 +7,13 @@ condensation resumes from its checkpoint). A finished run is reused only when it
 configuration fingerprint (settings and a hash of the data, :mod:`dc_plugins.fingerprint`) is the
 one the suite would run now; otherwise the suite stops with a one-line error naming the differing
 fields, so that no table mixes configurations. The same holds for a checkpoint it resumes.
+
+``runs/`` does not outlive a machine, so a long benchmark also keeps its finished results in a
+``results`` folder meant to be committed (``benchmarks/results/<name>/``): one small JSON per run
+(``<dataset>-ipc<k>-<method>.json``: accuracies, times, configuration and its fingerprint; never
+images or sets). A run found there with the fingerprint the suite would run now is not rerun, so
+the benchmark continues on a fresh checkout; one of another configuration is refused like a
+finished run in ``out``.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig, resolve
+from .io import write_json
 
 __all__ = ["Suite", "format_table"]
 
@@ -32,6 +40,7 @@ class Suite:
     device: str = "auto"
     eval_networks: int = 3
     overrides: dict = field(default_factory=dict)  # applied to every RunConfig (nested dicts)
+    results: str | None = None  # committed per-run result files (see the module docstring)
 
     def config(self, dataset: str, ipc: int, method: str) -> RunConfig:
         from .config import apply_overrides
@@ -54,20 +63,44 @@ class Suite:
                 for method in self.methods:
                     cfg = self.config(dataset, ipc, method)
                     done = Path(cfg.out) / "result.json"
+                    kept = self.result_file(dataset, ipc, method)
+                    if kept is not None and kept.exists() and not done.exists():
+                        done = kept
                     if not done.exists():
                         log(f"== {dataset} ipc={ipc} {method}")
                         run(cfg, resume=True, progress=progress)
-                    r = json.loads(done.read_text())
+                    r = _read_result(done)
                     key = (cfg.dataset, cfg.root, cfg.image_size)
                     if key not in data:  # the data hash of a finished run is checked too
                         data.clear()
                         data[key] = load_data(cfg)
                     check_fingerprint(r.get("fingerprint"), run_fingerprint(cfg, *data[key]),
                                       f"finished run {done}",
-                                      f"delete {cfg.out} to rerun it, or give the suite another out folder")
+                                      (f"delete {done} to rerun it, or give the suite another results folder"
+                                       if done == kept else
+                                       f"delete {cfg.out} to rerun it, or give the suite another out folder"))
+                    if kept is not None and done != kept:
+                        write_json(kept, r)
                     results.append(r)
                     log(f"{dataset} ipc={ipc} {method}: {_acc(r)}")
         return results
+
+    def result_file(self, dataset: str, ipc: int, method: str) -> Path | None:
+        """Where the committed copy of a run's result lives (``None`` without ``results``)."""
+        if self.results is None:
+            return None
+        return Path(self.results) / f"{dataset}-ipc{ipc}-{method}.json"
+
+
+def _read_result(path: Path) -> dict:
+    try:
+        r = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a result file ({type(err).__name__}: {err}); delete it to rerun "
+                         f"the run") from None
+    if not isinstance(r, dict) or "accuracies" not in r:
+        raise ValueError(f"{path} is not a result file: no 'accuracies' field; delete it to rerun the run")
+    return r
 
 
 def _acc(r: dict) -> str:

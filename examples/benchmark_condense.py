@@ -4,7 +4,10 @@
         --ipc 1 10 --preset cpu-quick --eval-networks 3 --out runs/bench
 
 Each (dataset, ipc, method) run writes ``OUT/<dataset>/ipc<k>/<method>/result.json``; finished
-runs are skipped, so an interrupted benchmark continues where it stopped.
+runs are skipped, so an interrupted benchmark continues where it stopped. With ``--results DIR``
+(``benchmarks/results/<name>``, committed) each finished run is also kept there as one small JSON,
+and a run found there with the same configuration is not rerun: the benchmark continues on a fresh
+checkout, where ``runs/`` is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/bench")
+    p.add_argument("--results", default=None, metavar="DIR",
+                   help="keep finished runs' results here (commit it) and continue from it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run, e.g. --set iterations=200 (repeatable)")
     p.add_argument("--threads", type=int, default=None,
@@ -39,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.overrides:
         _merge(overrides, parse_assignment(item))
     suite = Suite(args.datasets, args.ipc, args.methods, out=args.out, root=args.root, preset=args.preset,
-                  seed=args.seed, device=args.device, eval_networks=args.eval_networks, overrides=overrides)
+                  seed=args.seed, device=args.device, eval_networks=args.eval_networks, overrides=overrides,
+                  results=args.results)
     text = format_table(suite.run(log=lambda s: print(s, flush=True)))
     (Path(args.out) / "table.md").write_text(text + "\n")
+    if args.results:
+        (Path(args.results) / "table.md").write_text(text + "\n")
     print(text)
     return 0
 

@@ -49,3 +49,36 @@ def test_changed_data_is_a_changed_configuration(tmp_path):
     done.write_text(json.dumps(result))
     with pytest.raises(ConfigMismatchError, match=r"data: 000000000000 -> [0-9a-f]{12}"):
         tiny_suite(tmp_path).run(log=lambda s: None)
+
+
+def test_committed_results_let_a_fresh_checkout_continue(tmp_path, monkeypatch):
+    import dc_plugins.cli as cli
+
+    results = tmp_path / "results"
+    first = tiny_suite(tmp_path / "machine1")
+    first.results = str(results)
+    expected = first.run(log=lambda s: None)
+    kept = results / "digits-ipc1-random.json"
+    assert kept.exists() and json.loads(kept.read_text())["accuracies"] == expected[0]["accuracies"]
+
+    calls = []
+    monkeypatch.setattr(cli, "run", lambda cfg, **kw: calls.append(cfg))
+    fresh = tiny_suite(tmp_path / "machine2")  # runs/ of the first machine is gone
+    fresh.results = str(results)
+    assert fresh.run(log=lambda s: None) == expected and calls == []
+
+    other = tiny_suite(tmp_path / "machine3", eval={"epochs": 3})
+    other.results = str(results)
+    with pytest.raises(ConfigMismatchError, match=r"eval.epochs: 2 -> 3.*delete .*digits-ipc1-random.json"):
+        other.run(log=lambda s: None)
+    assert calls == []
+
+
+def test_a_corrupt_committed_result_is_refused_by_name(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "digits-ipc1-random.json").write_text('{"accuracies": [0.5')
+    suite = tiny_suite(tmp_path / "out")
+    suite.results = str(results)
+    with pytest.raises(ValueError, match=r"digits-ipc1-random.json is not a result file"):
+        suite.run(log=lambda s: None)
