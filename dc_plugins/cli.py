@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .config import METHODS, PRESETS, RunConfig, apply_overrides, load_yaml, nest, parse_assignment, resolve
-from .data import DATASETS, load_dataset
+from .data import DATASETS, FOLDER_DATASETS, is_folder_dataset, load_dataset
 from .device import resolve_device
 from .fingerprint import config_hash, data_fingerprint
 from .io import write_json
@@ -26,8 +26,10 @@ __all__ = ["main", "build_parser", "config_from_args", "run", "run_fingerprint",
 # flag -> config field (dotted); every flag defaults to None = "not given"
 _FLAGS = {
     "method": ("method", str, f"one of {', '.join(METHODS)}"),
-    "dataset": ("dataset", str, f"one of {', '.join(DATASETS)}"),
-    "root": ("root", str, "torchvision-style data folder"),
+    "dataset": ("dataset", str, f"one of {', '.join(list(DATASETS) + list(FOLDER_DATASETS))}"),
+    "root": ("root", str, "torchvision-style data folder (imagefolder: holding train/ and test/)"),
+    "train-dir": ("train_dir", str, "imagefolder: the training split's folder (<class>/<image>), with --test-dir"),
+    "test-dir": ("test_dir", str, "imagefolder: the test split's folder, with --train-dir"),
     "ipc": ("ipc", int, "images per class"),
     "iterations": ("iterations", int, "outer iterations (matchers); preset decides if unset"),
     "batch-real": ("matching.batch_real", int, "real images per class per matching step"),
@@ -71,11 +73,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return resolve(cfg)
 
 
-def load_data(cfg: RunConfig, device="cpu"):
+def load_data(cfg: RunConfig, device="cpu", progress: bool = True):
     """The run's ``(train, test)`` datasets."""
-    train = load_dataset(cfg.dataset, cfg.root, True, image_size=cfg.image_size, download=cfg.download, device=device)
-    test = load_dataset(cfg.dataset, cfg.root, False, image_size=cfg.image_size, download=cfg.download, device=device)
-    return train, test
+    kw = dict(image_size=cfg.image_size, download=cfg.download, device=device, flip=cfg.flip)
+    if is_folder_dataset(cfg.dataset):
+        kw.update(train_dir=cfg.train_dir, test_dir=cfg.test_dir, cache_dir=cfg.cache_dir, progress=progress)
+    return load_dataset(cfg.dataset, cfg.root, True, **kw), load_dataset(cfg.dataset, cfg.root, False, **kw)
 
 
 def run_fingerprint(cfg: RunConfig, train, test) -> dict:
@@ -86,7 +89,9 @@ def run_fingerprint(cfg: RunConfig, train, test) -> dict:
     return {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
             "seed": cfg.seed, "net": cfg.net, "image_size": cfg.image_size,
             "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": asdict(cfg.eval),
-            "data": data_fingerprint(train.images, train.labels, test.images, test.labels)}
+            "data": data_fingerprint(train.images, train.labels, test.images, test.labels),
+            # only when set, so that runs made before the field existed keep their hashes
+            **({"flip": cfg.flip} if cfg.flip is not None else {})}
 
 
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
@@ -101,7 +106,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
 
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
-    train, test = load_data(cfg, device)
+    train, test = load_data(cfg, device, progress)
     fingerprint = run_fingerprint(cfg, train, test)
     out.mkdir(parents=True, exist_ok=True)
     condenser = make_condenser(train, cfg.method, cfg.ipc, net=cfg.net, matching=cfg.matching,

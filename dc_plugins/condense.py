@@ -9,7 +9,7 @@ from .config import (MATCHING_METHODS, MatchingConfig, RunConfig, SelectionConfi
                      resolve)
 from .coreset import CoresetSelector
 from .data import ClassIndex, ImageDataset
-from .evaluation import DIGIT_DATASETS
+from .evaluation import flips_allowed
 from .matching import DistributionMatcher, GradientMatcher, Matcher
 from .models import ConvNetSpec
 from .synthetic import SyntheticSet
@@ -31,7 +31,7 @@ def make_condenser(train: ImageDataset, method: str, ipc: int, *, net: str | Con
     spec = spec.with_data(train.channels, train.num_classes, train.image_size)
     index = ClassIndex.from_dataset(train)
     common = dict(spec=spec, seed=seed, dataset=train.info.name, mean=train.info.mean, std=train.info.std)
-    flip = train.info.name not in DIGIT_DATASETS
+    flip = flips_allowed(train.info)
     if cfg.method == "dc":
         return GradientMatcher(index, ipc, config=cfg.matching, dsa=False, **common)
     if cfg.method == "dsa":

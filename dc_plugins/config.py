@@ -146,7 +146,13 @@ class RunConfig:
     device: str = "auto"
     out: str = "runs/condense"
     preset: str = "paper"
-    image_size: int | None = None       # None: 28 for 28-px data (padded in the net), else 32
+    image_size: int | None = None       # None: 28 for 28-px data (padded in the net), else 32;
+                                        # image folders: their own size
+    # dataset "imagefolder": root/{train,test}/<class>/<image>, or this pair of split folders
+    train_dir: str | None = None
+    test_dir: str | None = None
+    cache_dir: str | None = None        # decoded-image cache; None: root/.dc_cache (or ~/.cache)
+    flip: bool | None = None            # may mirroring change the class? None: digits no, others yes
     net: str = "convnet"
     download: bool = False
     checkpoint_minutes: float = 5.0
@@ -160,9 +166,12 @@ class RunConfig:
 
 def _paper_size(cfg: "RunConfig") -> int:
     """28-px datasets stay at 28 (the ConvNet pads them to 32 in its first conv, as the DC
-    code); everything else is resized to the ConvNet's 32 px."""
-    from .data import dataset_info
+    code); everything else is resized to the ConvNet's 32 px; image folders keep their own size
+    (``None``: known only from the files)."""
+    from .data import dataset_info, is_folder_dataset
 
+    if is_folder_dataset(cfg.dataset):
+        return None
     return 28 if dataset_info(cfg.dataset).image_size == 28 else 32
 
 
@@ -229,6 +238,13 @@ def resolve(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"iterations must be >= 0, got {cfg.iterations}")
     if cfg.eval.networks < 0:
         raise ValueError(f"eval.networks must be >= 0, got {cfg.eval.networks}")
+    from .data import is_folder_dataset
+
+    if (cfg.train_dir is not None or cfg.test_dir is not None) and not is_folder_dataset(cfg.dataset):
+        raise ValueError(f"train_dir/test_dir apply to dataset 'imagefolder' only, not {cfg.dataset!r}")
+    if (cfg.train_dir is None) != (cfg.test_dir is None):
+        raise ValueError(f"give both train_dir and test_dir, or neither (got train_dir={cfg.train_dir!r}, "
+                         f"test_dir={cfg.test_dir!r})")
     preset = PRESETS[cfg.preset]
     for source in (preset.get(cfg.method, {}), preset.get("*", {})):
         for key, value in source.items():

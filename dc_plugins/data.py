@@ -3,13 +3,14 @@
 Condensation methods touch the real data thousands of times (a batch of class ``c`` per step),
 so datasets are materialised once as one float tensor on the target device instead of going
 through a ``DataLoader``. Loading goes through torchvision's own dataset classes, so a ``root``
-laid out for torchvision works unchanged.
+laid out for torchvision works unchanged; ``imagefolder`` reads any folder of image files in
+``torchvision.datasets.ImageFolder`` layout (:mod:`dc_plugins.imagefolder`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "DATASETS",
+    "FOLDER_DATASETS",
     "DatasetInfo",
     "ImageDataset",
     "ClassIndex",
@@ -44,6 +46,10 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     files: tuple[str, ...] = ()  # what must exist under root (for error messages)
+    classes: tuple[str, ...] = ()  # class names by label, where the data has them (image folders)
+    # whether mirroring keeps an image's class (DSA's flip, DC's families); None: by name, i.e.
+    # not for the digit datasets (evaluation.DIGIT_DATASETS), yes for every other
+    flip: bool | None = None
 
 
 # Normalisation constants are the ones the DC/DSA/DM papers' code uses, so that published
@@ -62,11 +68,23 @@ DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", 1, 8, 10, (0.3051,), (0.3757,), ()),
 }
 
+# Datasets whose facts (classes, channels, size, normalisation) come from the files at load time,
+# not from DATASETS: dataset_info() has no entry for them.
+FOLDER_DATASETS = ("imagefolder",)
+
+
+def is_folder_dataset(name: str) -> bool:
+    return name.lower().replace("-", "_").replace("_", "") in FOLDER_DATASETS
+
 
 def dataset_info(name: str) -> DatasetInfo:
     key = name.lower().replace("-", "_")
+    if is_folder_dataset(name):
+        raise ValueError(f"dataset {name!r} takes its classes, size and normalisation from the files: "
+                         f"its DatasetInfo is built by load_dataset")
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+        raise ValueError(f"unknown dataset {name!r}; known datasets: "
+                         f"{', '.join(sorted(DATASETS) + list(FOLDER_DATASETS))}")
     return DATASETS[key]
 
 
@@ -168,22 +186,40 @@ def load_dataset(
     channels: int | None = None,
     download: bool = False,
     device: torch.device | str = "cpu",
+    flip: bool | None = None,
+    **folder,
 ) -> ImageDataset:
     """Load a classification dataset as one normalised tensor.
 
     Args:
         name: one of :data:`DATASETS` (``mnist``, ``fashion_mnist``, ``usps``, ``svhn``,
-            ``cifar10``, ``digits``).
+            ``cifar10``, ``digits``), or ``imagefolder``: ``root/{train,test}/<class>/<image>``
+            (or ``train_dir=``, ``test_dir=``), with classes, channels, size and normalisation
+            from the files (see :func:`dc_plugins.imagefolder.load_imagefolder` for its other
+            keywords: ``cache_dir``, ``cache``, ``progress``).
         root: torchvision-style root folder (ignored for ``digits``).
         train: training split if True, else the test split.
         image_size: resize (bilinear) to this square size; ``None`` keeps the native size.
             The paper pads 28x28 digits to 32x32 for the default ConvNet: asking for 32 from a
             28-pixel dataset zero-pads (2 px each side) instead of resizing.
         channels: convert to this many channels (1 <-> 3); ``None`` keeps the native count.
-        download: let torchvision download missing files (needs internet).
+        download: let torchvision download missing files (needs internet; not for image folders).
         device: where the tensors live.
+        flip: whether mirroring keeps an image's class (``DatasetInfo.flip``); ``None`` keeps the
+            dataset's rule (digits: no, everything else: yes). Mark digit-like image folders
+            with ``flip=False``.
     """
+    if is_folder_dataset(name):
+        from .imagefolder import load_imagefolder
+
+        return load_imagefolder(root, train, image_size=image_size, channels=channels, flip=flip,
+                                device=device, **folder)
+    if folder:
+        raise TypeError(f"load_dataset({name!r}): unexpected keyword(s) {', '.join(sorted(folder))} "
+                        f"(they apply to image folders only)")
     info = dataset_info(name)
+    if flip is not None:
+        info = replace(info, flip=flip)
     if info.name == "digits":
         x, y = _load_digits(train)
     else:

@@ -15,12 +15,12 @@ import torch
 
 from .augment import DCAugment, DSAugment
 from .config import EvalConfig
-from .data import ImageDataset, make_generator
+from .data import DatasetInfo, ImageDataset, make_generator
 from .models import ConvNetSpec, make_convnet
 from .synthetic import SyntheticSet
 from .training import Augment, accuracy, train_epoch
 
-__all__ = ["EvalResult", "evaluation_augment", "dc_augment_strategy", "train_on_set", "evaluate_set"]
+__all__ = ["EvalResult", "flips_allowed", "evaluation_augment", "dc_augment_strategy", "train_on_set", "evaluate_set"]
 
 # Digits change class when mirrored: DSA leaves out the flip family for them. (This list is about
 # DSA's flip only; which datasets get DC's evaluation augmentation is DC_AUGMENT_DATASETS.)
@@ -30,6 +30,21 @@ DIGIT_DATASETS = ("mnist", "usps", "svhn", "digits")
 # (crop_scale_rotate) or the evaluation network is ConvNetBN (crop_noise); every other dataset and
 # network trains without augmentation (and 300 instead of 1000 epochs).
 DC_AUGMENT_DATASETS = ("mnist",)
+
+
+def flips_allowed(dataset: str | DatasetInfo) -> bool:
+    """Whether mirroring keeps an image's class: ``DatasetInfo.flip`` when set (image folders of
+    digit-like data are marked ``flip=False``), else not for :data:`DIGIT_DATASETS`, yes for the
+    rest. Data that must not be mirrored also gets DC's digit families (no noise)."""
+    if isinstance(dataset, DatasetInfo):
+        if dataset.flip is not None:
+            return dataset.flip
+        dataset = dataset.name
+    return dataset not in DIGIT_DATASETS
+
+
+def _name(dataset: str | DatasetInfo) -> str:
+    return dataset.name if isinstance(dataset, DatasetInfo) else dataset
 
 
 @dataclass
@@ -58,15 +73,15 @@ class EvalResult:
         return f"{100 * self.mean:.1f} ± {100 * self.std:.1f} % ({len(self.accuracies)} nets, {self.epochs} epochs, aug={self.augment})"
 
 
-def dc_augment_strategy(dataset: str, norm: str | None = None) -> str:
+def dc_augment_strategy(dataset: str | DatasetInfo, norm: str | None = None) -> str:
     """The DC code's families for ``dc`` augmentation: crop + noise for a BatchNorm network, else
     crop/scale/rotate for digit data, else all four (``norm=None``: no network-specific choice)."""
     if norm == "batch":
         return "crop_noise"
-    return "crop_scale_rotate" if dataset in DIGIT_DATASETS else "crop_scale_rotate_noise"
+    return "crop_scale_rotate" if not flips_allowed(dataset) else "crop_scale_rotate_noise"
 
 
-def evaluation_augment(kind: str, method: str, dataset: str,
+def evaluation_augment(kind: str, method: str, dataset: str | DatasetInfo,
                        spec: ConvNetSpec | None = None) -> tuple[str, Augment | None]:
     """The training augmentation of an evaluation: ``(kind, augment)``.
 
@@ -82,12 +97,12 @@ def evaluation_augment(kind: str, method: str, dataset: str,
     if kind == "auto":
         if method in ("dsa", "dm", "mtt"):
             kind = "dsa"
-        elif dataset in DC_AUGMENT_DATASETS or norm == "batch":
+        elif _name(dataset) in DC_AUGMENT_DATASETS or norm == "batch":
             kind = "dc"
         else:
             kind = "none"
     if kind == "dsa":
-        return kind, DSAugment(flip=dataset not in DIGIT_DATASETS)
+        return kind, DSAugment(flip=flips_allowed(dataset))
     if kind == "dc":
         return kind, DCAugment(dc_augment_strategy(dataset, norm))
     if kind == "none":
@@ -122,7 +137,7 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
         spec = ConvNetSpec.parse(config.net or syn.config.get("net", "convnet"))
     spec = spec.with_data(test.channels, test.num_classes, test.image_size)
     syn.check_compatible(spec.channels, spec.image_size, spec.num_classes)
-    kind, augment = evaluation_augment(config.augment, syn.method, test.info.name, spec)
+    kind, augment = evaluation_augment(config.augment, syn.method, test.info, spec)
     epochs = epochs or config.epochs or (1000 if augment is not None else 300)
     images, labels = syn.images.detach().to(device), syn.labels.to(device)
     generator = make_generator(seed)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from dc_plugins.data import make_generator
+from dc_plugins.data import DatasetInfo, make_generator
 from dc_plugins.device import torch_threads
 from dc_plugins.evaluation import evaluation_augment
 from dc_plugins.io import write_json
@@ -130,7 +130,7 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
     return record
 
 
-def trial_augment(proxy: Proxy, train: TrainConfig, dataset: str):
+def trial_augment(proxy: Proxy, train: TrainConfig, dataset: str | DatasetInfo):
     """The training augmentation of every trial on ``proxy``: resolved from the proxy, the train
     settings and the dataset only, never from the architecture, so that all architectures of a run
     train with the same one (a BatchNorm architecture getting DC's crop + noise while the others
@@ -156,7 +156,7 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
         syn = proxy.load_set()
         syn.check_compatible(split.channels, split.image_size, split.num_classes)
         images, labels = syn.images.to(device), syn.labels.to(device)
-    augment = trial_augment(proxy, train, split.train.info.name)
+    augment = trial_augment(proxy, train, split.train.info)
 
     generator = make_generator(train.seed)
     reset_parameters(net, generator)
