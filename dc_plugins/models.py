@@ -128,7 +128,10 @@ def _norm(kind: str, width: int, size: int) -> nn.Module:
 
 
 def _activation(kind: str) -> nn.Module:
-    return {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leakyrelu": lambda: nn.LeakyReLU(0.01)}[kind]()
+    # In place, as the papers' code: an out-of-place ReLU writes one more activation-sized tensor
+    # (measured: 1.25 s of a 6 s DM iteration on CIFAR-10-JPEG on this CPU).
+    return {"sigmoid": nn.Sigmoid, "relu": lambda: nn.ReLU(inplace=True),
+            "leakyrelu": lambda: nn.LeakyReLU(0.01, inplace=True)}[kind]()
 
 
 def _pool(kind: str) -> nn.Module:
