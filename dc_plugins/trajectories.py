@@ -128,7 +128,7 @@ class ExpertTrajectories:
     # -- reading ------------------------------------------------------------------------------
     def _read(self, expert: int, *, verify: bool) -> torch.Tensor:
         path = self.path(expert)
-        payload = load_torch_file(path, "expert-trajectory", CorruptExpertError)
+        payload = load_torch_file(path, "valid expert-trajectory", CorruptExpertError)
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CorruptExpertError(f"{path} is not an expert-trajectory file: no {FORMAT!r} format tag")
         if payload.get("format_version") != FORMAT_VERSION:

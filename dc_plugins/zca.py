@@ -18,8 +18,8 @@ __all__ = ["ZCA"]
 
 @dataclass
 class ZCA:
-    mean: torch.Tensor       # (D,)
-    matrix: torch.Tensor     # (D, D), symmetric
+    mean: torch.Tensor       # (D,), float64
+    matrix: torch.Tensor     # (D, D), symmetric, float64
     inverse_matrix: torch.Tensor
     eps: float
 
@@ -39,17 +39,18 @@ class ZCA:
             raise ValueError("ZCA with eps=0 on a singular covariance is not invertible; use eps > 0")
         w = (u * s.rsqrt()) @ u.T
         w_inv = (u * s.sqrt()) @ u.T
-        dt = x.dtype
-        return cls(mean.to(dt), w.to(dt), w_inv.to(dt), float(eps))
+        return cls(mean, w, w_inv, float(eps))  # kept in float64: whitening is applied once
 
     def to(self, device=None, dtype=None) -> "ZCA":
         return ZCA(self.mean.to(device, dtype), self.matrix.to(device, dtype),
                    self.inverse_matrix.to(device, dtype), self.eps)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(x.shape[0], -1)
-        return ((flat - self.mean.to(flat)) @ self.matrix.to(flat)).reshape(x.shape)
+        flat = x.reshape(x.shape[0], -1).double()
+        m, w = self.mean.to(flat.device), self.matrix.to(flat.device)
+        return ((flat - m) @ w).reshape(x.shape).to(x.dtype)
 
     def inverse(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(x.shape[0], -1)
-        return (flat @ self.inverse_matrix.to(flat) + self.mean.to(flat)).reshape(x.shape)
+        flat = x.reshape(x.shape[0], -1).double()
+        m, w = self.mean.to(flat.device), self.inverse_matrix.to(flat.device)
+        return (flat @ w + m).reshape(x.shape).to(x.dtype)

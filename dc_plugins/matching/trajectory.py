@@ -75,7 +75,7 @@ class Student:
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         if flat.shape != (self.size,):
             raise ValueError(f"flat parameters of shape {tuple(flat.shape)}; this network has {self.size}")
-        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.numels), self.shapes)}
+        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.numels), self.shapes, strict=True)}
 
     def logits(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.net, self.unflatten(flat), (x,))
@@ -171,7 +171,7 @@ def exact_trajectory_gradients(student: Student, start: torch.Tensor, target: to
     for t in range(len(plan) - 1, -1, -1):
         idx, params = plan[t]
         y = labels[idx]
-        g, pullback = vjp(lambda th, x: step_grad(th, x, y, params), thetas[t], x_all[idx])
+        g, pullback = vjp(lambda th, x, y=y, p=params: step_grad(th, x, y, p), thetas[t], x_all[idx])
         h_a, d_x = pullback(a)
         d_images.index_add_(0, idx.to(d_images.device), -alpha * d_x)
         d_lr = d_lr - (g * a).sum()
@@ -259,10 +259,16 @@ class TrajectoryMatcher(Matcher):
         t = self.trajectory
         if t.buffer is not None:
             experts = ExpertTrajectories(self.expert_metadata(), t.num_experts, t.buffer).check()
-        else:
-            experts = ExpertTrajectories(self.expert_metadata(), t.num_experts, root)
-            experts.build(self.real.images, self.real.labels, spec=self.spec, augment=self.augment,
-                          progress=self.progress)
+            self._check_experts(experts)
+            return experts
+        return self.build_experts(root)
+
+    def build_experts(self, root: str | Path | None) -> ExpertTrajectories:
+        """Train the experts missing in ``root`` (None: in memory) on this matcher's real data
+        (whitened with ``trajectory.zca``), keeping the finished ones; what ``dc-experts`` runs."""
+        experts = ExpertTrajectories(self.expert_metadata(), self.trajectory.num_experts, root)
+        experts.build(self.real.images, self.real.labels, spec=self.spec, augment=self.augment,
+                      progress=self.progress)
         self._check_experts(experts)
         return experts
 
@@ -286,6 +292,7 @@ class TrajectoryMatcher(Matcher):
         return float(loss)
 
     def run(self, iterations: int, *, checkpoint=None, **kwargs) -> SyntheticSet:
+        self.progress = kwargs.get("progress", self.progress)
         if self.experts is None and self.experts_dir is None and checkpoint is not None:
             self.experts_dir = Path(checkpoint).parent / "experts"
         if self.experts is None and iterations > self.iteration:
