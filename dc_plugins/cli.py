@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import (METHODS, PRESETS, TRAJECTORY_METHODS, RunConfig, apply_overrides, load_yaml, nest,
+from .config import (METHODS, PRESETS, TRAJECTORY_METHODS, RunConfig, trajectory_fingerprint, apply_overrides, load_yaml, nest,
                      parse_assignment, resolve)
 from .data import DATASETS, load_dataset
 from .device import resolve_device
@@ -90,7 +90,7 @@ def run_fingerprint(cfg: RunConfig, train, test) -> dict:
           "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": asdict(cfg.eval),
           "data": data_fingerprint(train.images, train.labels, test.images, test.labels)}
     if cfg.method in TRAJECTORY_METHODS:  # only there: the other methods' fingerprints stay as they were
-        fp["trajectory"] = {k: v for k, v in asdict(cfg.trajectory).items() if k not in ("buffer", "gradient")}
+        fp["trajectory"] = trajectory_fingerprint(cfg.trajectory, cfg.method)
     return fp
 
 

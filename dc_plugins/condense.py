@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
@@ -10,7 +11,7 @@ from .config import (MATCHING_METHODS, MatchingConfig, RunConfig, SelectionConfi
 from .coreset import CoresetSelector
 from .data import ClassIndex, ImageDataset
 from .evaluation import DIGIT_DATASETS
-from .matching import DistributionMatcher, GradientMatcher, Matcher, TrajectoryMatcher
+from .matching import DistributionMatcher, GradientMatcher, Matcher, SelMatchMatcher, TrajectoryMatcher
 from .models import ConvNetSpec
 from .synthetic import SyntheticSet
 
@@ -28,7 +29,7 @@ def make_condenser(train: ImageDataset, method: str, ipc: int, *, net: str | Con
     cfg = resolve(RunConfig(method=method, ipc=ipc, preset=preset, seed=seed, dataset=_preset_dataset(train),
                             matching=dataclasses.replace(matching) if matching else MatchingConfig(),
                             selection=dataclasses.replace(selection) if selection else SelectionConfig(),
-                            trajectory=dataclasses.replace(trajectory) if trajectory else TrajectoryConfig()))
+                            trajectory=copy.deepcopy(trajectory) if trajectory else TrajectoryConfig()))
     spec = net if isinstance(net, ConvNetSpec) else ConvNetSpec.parse(net)
     spec = spec.with_data(train.channels, train.num_classes, train.image_size)
     index = ClassIndex.from_dataset(train)
@@ -40,6 +41,9 @@ def make_condenser(train: ImageDataset, method: str, ipc: int, *, net: str | Con
         return GradientMatcher(index, ipc, config=cfg.matching, dsa=True, flip=flip, **common)
     if cfg.method == "dm":
         return DistributionMatcher(index, ipc, config=cfg.matching, dsa=True, flip=flip, **common)
+    if cfg.method == "selmatch":
+        return SelMatchMatcher(index, ipc, config=cfg.matching, trajectory=cfg.trajectory, flip=flip,
+                               progress=progress, **common)
     if cfg.method == "mtt":
         return TrajectoryMatcher(index, ipc, config=cfg.matching, trajectory=cfg.trajectory, flip=flip,
                                  progress=progress, **common)

@@ -7,6 +7,7 @@ values, from YAML or flags, always win over the preset.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ __all__ = [
     "PRESETS",
     "MatchingConfig",
     "TrajectoryConfig",
+    "SelMatchConfig",
+    "trajectory_fingerprint",
     "TRAJECTORY_METHODS",
     "SelectionConfig",
     "EvalConfig",
@@ -38,8 +41,8 @@ __all__ = [
     "packaged_configs",
 ]
 
-MATCHING_METHODS = ("dc", "dsa", "dm", "mtt")
-TRAJECTORY_METHODS = ("mtt",)        # the methods that read RunConfig.trajectory
+MATCHING_METHODS = ("dc", "dsa", "dm", "mtt", "selmatch")
+TRAJECTORY_METHODS = ("mtt", "selmatch")   # the methods that read RunConfig.trajectory
 SELECTION_METHODS = ("random", "herding", "kcenter", "forgetting")
 METHODS = MATCHING_METHODS + SELECTION_METHODS
 
@@ -114,6 +117,28 @@ class MatchingConfig:
 
 
 @dataclass
+class SelMatchConfig:
+    """SelMatch (Lee et al., ICML 2024) on top of MTT: ``trajectory.selmatch.*``. ``None`` = preset.
+
+    Every class's real images are ranked hardest first by a difficulty score; the window of
+    ``ipc`` images starting at fraction ``beta`` of the ranking initialises the set (``beta``
+    None: searched over ``betas``, each window training ``window_epochs`` epochs of a fresh
+    network scored on a validation split of ``val_fraction`` of the real data); per class the
+    ``1 - alpha`` hardest images of the window stay fixed real images and the ``alpha`` part is
+    distilled by trajectory matching (the student trains on both).
+    """
+
+    alpha: float | None = None
+    beta: float | None = None
+    betas: list[float] | None = None
+    scores: str = "forgetting"      # "forgetting" (counted in a training run) or a file of one score per sample
+    harder_is_higher: bool = True   # False for scores where low means hard (C-scores)
+    score_epochs: int | None = None # epochs of the forgetting run
+    val_fraction: float = 0.1
+    window_epochs: int | None = None
+
+
+@dataclass
 class TrajectoryConfig:
     """MTT (Cazenavette et al., CVPR 2022): expert trajectories and how the student matches them.
     ``None`` = from the preset. A section of its own (``trajectory.*``), not of ``matching``, so
@@ -142,6 +167,16 @@ class TrajectoryConfig:
     # graph through all N steps (the oracle; memory linear in N). Same gradient up to rounding.
     gradient: str = "exact"
     buffer: str | None = None               # expert folder; None: OUT/experts (CLI), else in memory
+    selmatch: SelMatchConfig = field(default_factory=SelMatchConfig)   # method selmatch only
+
+
+def trajectory_fingerprint(t: "TrajectoryConfig", method: str) -> dict:
+    """What of ``t`` a ``method`` result depends on: not the buffer's path nor the gradient path
+    (equal up to rounding), and the SelMatch section only for selmatch."""
+    d = {k: v for k, v in dataclasses.asdict(t).items() if k not in ("buffer", "gradient")}
+    if method != "selmatch":
+        d.pop("selmatch", None)
+    return d
 
 
 @dataclass
@@ -220,6 +255,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 100,
                 "trajectory.expert_train_epochs": 50,
                 "trajectory.zca": lambda c: c.dataset == "cifar10" and c.ipc <= 10},
+        # SelMatch: MTT's values at ipc > 10 and the authors' scripts' (alpha, beta) for CIFAR-10
+        # (250: 0.6, 0.5; 500: 0.2, 0.3; 1000 and 1500: 0.1, 0.2); other budgets search beta.
+        "selmatch": {"iterations": 5000, "matching.lr_img": 1000.0, "matching.init": "real",
+                     "trajectory.syn_steps": 30, "trajectory.expert_epochs": 2, "trajectory.max_start_epoch": 40,
+                     "trajectory.lr_lr": 1e-5, "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 100,
+                     "trajectory.expert_train_epochs": 50, "trajectory.zca": False,
+                     "trajectory.selmatch.alpha": lambda c: _SELMATCH.get(c.ipc, (0.6 if c.ipc <= 250 else
+                                                                                  0.2 if c.ipc <= 500 else 0.1,))[0],
+                     "trajectory.selmatch.beta": lambda c: _SELMATCH.get(c.ipc, (None, None))[1],
+                     "trajectory.selmatch.betas": lambda c: [round(0.1 * i, 1) for i in range(10)],
+                     "trajectory.selmatch.score_epochs": 20, "trajectory.selmatch.window_epochs": 300},
         "*": {"selection.reference_epochs": 20, "image_size": _paper_size},
     },
     # For 2-core CPUs: the DC-code yardstick budget at ipc 1 (100 outer iterations, 64 real
@@ -244,10 +290,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "trajectory.syn_steps": 10, "trajectory.expert_epochs": 2, "trajectory.max_start_epoch": 4,
                 "trajectory.lr_lr": 1e-5, "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 2,
                 "trajectory.expert_train_epochs": 6, "trajectory.zca": False},
+        # SelMatch: MTT's cpu-quick budget; half of each class distilled; beta searched over 4
+        # windows (a 3-epoch forgetting run, 50 epochs per window).
+        "selmatch": {"iterations": 50, "matching.lr_img": 1000.0, "matching.init": "real",
+                     "trajectory.syn_steps": 10, "trajectory.expert_epochs": 2, "trajectory.max_start_epoch": 4,
+                     "trajectory.lr_lr": 1e-5, "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 2,
+                     "trajectory.expert_train_epochs": 6, "trajectory.zca": False,
+                     "trajectory.selmatch.alpha": 0.5, "trajectory.selmatch.betas": lambda c: [0.0, 0.25, 0.5, 0.75],
+                     "trajectory.selmatch.score_epochs": 3, "trajectory.selmatch.window_epochs": 50},
         "*": {"selection.reference_epochs": 3,
               "eval.epochs": lambda c: 1000 if c.ipc < 10 else 300, "image_size": _paper_size},
     },
 }
+
+
+# SelMatch's (alpha, beta) by images per class, from the authors' CIFAR-10 scripts.
+_SELMATCH = {250: (0.6, 0.5), 500: (0.2, 0.3), 1000: (0.1, 0.2), 1500: (0.1, 0.2)}
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -270,7 +328,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     cfg = dataclasses.replace(cfg, matching=dataclasses.replace(cfg.matching),
                               selection=dataclasses.replace(cfg.selection),
                               eval=dataclasses.replace(cfg.eval),
-                              trajectory=dataclasses.replace(cfg.trajectory))
+                              trajectory=copy.deepcopy(cfg.trajectory))
     cfg.method = check_method(cfg.method)
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; allowed: {', '.join(PRESETS)}")
@@ -311,6 +369,20 @@ def check_trajectory(t: TrajectoryConfig) -> TrajectoryConfig:
         v = getattr(t, name)
         if v is not None and not v > 0:
             raise ValueError(f"trajectory.{name} must be > 0, got {v!r}")
+    sm = t.selmatch
+    if sm.alpha is not None and not 0 <= sm.alpha <= 1:
+        raise ValueError(f"trajectory.selmatch.alpha must be in [0, 1], got {sm.alpha!r}")
+    for name, v in (("beta", sm.beta), *((f"betas[{i}]", b) for i, b in enumerate(sm.betas or []))):
+        if v is not None and not 0 <= v < 1:
+            raise ValueError(f"trajectory.selmatch.{name} must be in [0, 1), got {v!r}")
+    if sm.betas is not None and not sm.betas:
+        raise ValueError("trajectory.selmatch.betas must hold at least one window start")
+    if not 0 < sm.val_fraction < 1:
+        raise ValueError(f"trajectory.selmatch.val_fraction must be in (0, 1), got {sm.val_fraction!r}")
+    for name in ("score_epochs", "window_epochs"):
+        v = getattr(sm, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ValueError(f"trajectory.selmatch.{name} must be a positive integer, got {v!r}")
     if not t.zca_eps >= 0:
         raise ValueError(f"trajectory.zca_eps must be >= 0, got {t.zca_eps!r}")
     if t.gradient not in ("exact", "unrolled"):

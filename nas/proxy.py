@@ -6,8 +6,8 @@ A proxy is what each architecture trains on instead of (or as) the whole trainin
 - ``early-stopping``: the whole training part, cut to the compute of training on an
   ``ipc``-per-class proxy (the trial computes the step budget);
 - ``random``, ``herding``, ``kcenter``, ``forgetting``: real images selected by the engine's
-  coreset baselines; ``dc``, ``dsa``, ``dm``, ``mtt``: condensed by the engine's matchers (mtt
-  trains its expert trajectories first, in the proxy's folder, ``experts/``);
+  coreset baselines; ``dc``, ``dsa``, ``dm``, ``mtt``, ``selmatch``: condensed by the engine's matchers (mtt
+  and selmatch train their expert trajectories first, in the proxy's folder, ``experts/``);
 - a path to a saved :class:`~dc_plugins.synthetic.SyntheticSet` file (``.pt``).
 
 :meth:`ProxyProvider.get` writes ``<cache>/<label>-<key>/proxy.json`` (a :class:`Proxy`
@@ -53,7 +53,7 @@ __all__ = [
 
 WHOLE_KINDS = ("whole", "early-stopping")
 # The engine's methods, in its order.
-SET_KINDS = tuple(m for m in ("random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "mtt")
+SET_KINDS = tuple(m for m in ("random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "mtt", "selmatch")
                   if m in METHODS)
 PROXY_KINDS = WHOLE_KINDS + SET_KINDS
 _ALIASES = {"earlystopping": "early-stopping", "early_stopping": "early-stopping", "es": "early-stopping",

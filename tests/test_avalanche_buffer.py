@@ -177,7 +177,7 @@ def test_mem_size_smaller_than_classes_is_a_clear_error(digits_stream):
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"method": "nope"}, "unknown method 'nope'; allowed: dc, dsa, dm, mtt, random, herding"),
+    ({"method": "nope"}, "unknown method 'nope'; allowed: dc, dsa, dm, mtt, selmatch, random, herding"),
     ({"method": "mtt", "trajectory": {"syn_steps": 0}}, "trajectory.syn_steps must be a positive integer, got 0"),
     ({"method": "mtt", "trajectory": {"gradient": "tesla"}}, "trajectory.gradient must be 'exact' or 'unrolled'"),
     ({"ipc": 0}, "ipc must be a positive integer"),
@@ -475,3 +475,16 @@ def test_mtt_default_budget_is_the_documented_cpu_one():
     key = buf._cache_path(torch.zeros(2, 1, 8, 8), torch.zeros(2), 1, 0, buf.config.resolved(1))
     changed = CB(10, **fast(method="dm", cache_dir="/tmp/x", trajectory={"syn_steps": 7}))
     assert changed._cache_path(torch.zeros(2, 1, 8, 8), torch.zeros(2), 1, 0, changed.config.resolved(1)) == key
+
+
+def test_selmatch_is_a_method_of_the_buffer_too():
+    bm = blob_stream("class", experiences=1, classes=3)
+    buffer = CondensedBuffer(9, **fast(method="selmatch", iterations=1, matching={"lr_img": 10.0},
+                                       trajectory={**MTT_FAST, "selmatch": {"alpha": 0.0, "beta": 0.0,
+                                                                           "score_epochs": 1}}))
+    buffer.post_adapt(None, bm.train_stream[0])
+    real = torch.stack([bm.train_stream[0].dataset[i][0] for i in range(len(bm.train_stream[0].dataset))])
+    assert buffer.history[0]["method"] == "selmatch" and buffer.class_counts() == {(0, c): 3 for c in range(3)}
+    for group in buffer.groups.values():  # alpha = 0: the selected real images themselves
+        d = torch.cdist(group.images.flatten(1), real.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
+        assert d.min(1).values.max() < 1e-5

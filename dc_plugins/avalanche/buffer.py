@@ -70,8 +70,8 @@ from avalanche.training.storage_policy import ExemplarsBuffer
 
 from ..coreset import CoresetSelector, herding
 from ..data import ClassIndex
-from ..config import TRAJECTORY_METHODS
-from ..matching import DistributionMatcher, GradientMatcher, TrajectoryMatcher
+from ..config import TRAJECTORY_METHODS, trajectory_fingerprint
+from ..matching import DistributionMatcher, GradientMatcher, SelMatchMatcher, TrajectoryMatcher
 from ..models import ConvNetSpec, make_convnet
 from ..synthetic import CorruptSetError, SyntheticSet
 from .config import CondensedReplayConfig
@@ -467,8 +467,9 @@ class CondensedBuffer(ExemplarsBuffer):
         if cfg.method == "dm":
             return DistributionMatcher(index, ipc, config=cfg.matching, dsa=True, flip=self.config.flip,
                                        **common), cfg
-        if cfg.method == "mtt":
-            return TrajectoryMatcher(index, ipc, config=cfg.matching, trajectory=cfg.trajectory, flip=self.config.flip,
+        if cfg.method in TRAJECTORY_METHODS:
+            cls = SelMatchMatcher if cfg.method == "selmatch" else TrajectoryMatcher
+            return cls(index, ipc, config=cfg.matching, trajectory=cfg.trajectory, flip=self.config.flip,
                                      progress=self.config.progress, **common), cfg
         return CoresetSelector(cfg.method, index, ipc, config=cfg.selection, **common), cfg
 
@@ -523,7 +524,6 @@ class CondensedBuffer(ExemplarsBuffer):
                     "matching": dataclasses.asdict(cfg.matching), "selection": dataclasses.asdict(cfg.selection),
                     "seed": seed, "flip": self.config.flip}
         if cfg.method in TRAJECTORY_METHODS:  # only there: the other methods' cache keys stay as they were
-            settings["trajectory"] = {k: v for k, v in dataclasses.asdict(cfg.trajectory).items()
-                                      if k not in ("buffer", "gradient")}
+            settings["trajectory"] = trajectory_fingerprint(cfg.trajectory, cfg.method)
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return Path(self.config.cache_dir) / f"{cfg.method}-ipc{ipc}-{h.hexdigest()[:20]}.pt"

@@ -22,6 +22,7 @@ argument away: ``preset="paper"`` (DM 20,000 iterations, DC/DSA 1,000, the paper
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ class CondensedReplayConfig:
     """Settings of the condensation that fills a :class:`~dc_plugins.avalanche.CondensedBuffer`.
 
     Attributes:
-        method: ``dm`` (default), ``dc``, ``dsa``, ``mtt`` (condensation) or ``random``, ``herding``, ``kcenter``,
+        method: ``dm`` (default), ``dc``, ``dsa``, ``mtt``, ``selmatch`` (condensation) or ``random``, ``herding``, ``kcenter``,
             ``forgetting`` (the engine's coreset baselines, through the same buffer).
         ipc: images per class. ``None``: ``mem_size`` is shared equally between the classes,
             every slot used (the remainder goes to the earliest classes, as in Avalanche's
@@ -80,7 +81,7 @@ class CondensedReplayConfig:
             through the stream's own transform groups, as Avalanche's buffers replay them.
         progress: show a tqdm bar while condensing.
         matching, selection: the engine's matcher and coreset settings (``None`` = preset).
-        trajectory: MTT's settings (``None`` = preset). Each condensation trains the experts it
+        trajectory: MTT's and SelMatch's settings (``None`` = preset). Each condensation trains the experts it
             needs on the experience's classes first: with ``cpu-quick`` 2 experts of 6 epochs,
             then 50 iterations of 10 synthetic steps (see ``PRESETS`` in :mod:`dc_plugins.config`);
             with ``cache_dir`` the experts are saved next to the cached set (``<name>.experts/``)
@@ -147,13 +148,13 @@ class CondensedReplayConfig:
                                  preset=self.preset, seed=self.seed, net=self.resolved_net,
                                  matching=dataclasses.replace(self.matching),
                                  selection=dataclasses.replace(self.selection),
-                                 trajectory=dataclasses.replace(self.trajectory)))
+                                 trajectory=copy.deepcopy(self.trajectory)))
 
     def replace(self, **overrides: Any) -> "CondensedReplayConfig":
         """A copy with fields replaced; unknown names raise ``KeyError`` listing the allowed ones."""
         cfg = dataclasses.replace(self, matching=dataclasses.replace(self.matching),
                                   selection=dataclasses.replace(self.selection),
-                                  trajectory=dataclasses.replace(self.trajectory))
+                                  trajectory=copy.deepcopy(self.trajectory))
         if overrides:
             apply_overrides(cfg, overrides)
         return cfg.validate()

@@ -5,7 +5,8 @@ from .base import CorruptCheckpointError, Matcher, NonFiniteLossError, initial_i
 from .distance import gradient_distance, layer_distance
 from .distribution import DistributionMatcher
 from .gradient import GradientMatcher
+from .selmatch import SelMatchMatcher
 from .trajectory import TrajectoryMatcher
 
-__all__ = ["Matcher", "GradientMatcher", "DistributionMatcher", "TrajectoryMatcher", "NonFiniteLossError", "CorruptCheckpointError",
+__all__ = ["Matcher", "GradientMatcher", "DistributionMatcher", "TrajectoryMatcher", "SelMatchMatcher", "NonFiniteLossError", "CorruptCheckpointError",
            "gradient_distance", "layer_distance", "initial_images"]

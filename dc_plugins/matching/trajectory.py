@@ -27,6 +27,7 @@ relative error < 1e-8 in float64):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Callable
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vjp
 
 from ..augment import DSAParams, DSAugment
-from ..config import TrajectoryConfig, check_trajectory
+from ..config import TrajectoryConfig, check_trajectory, trajectory_fingerprint
 from ..data import ClassIndex
 from ..fingerprint import data_fingerprint
 from ..models import make_convnet
@@ -207,7 +208,7 @@ class TrajectoryMatcher(Matcher):
     def __init__(self, real: ClassIndex, ipc: int, *, trajectory: TrajectoryConfig,
                  experts: ExpertTrajectories | None = None, experts_dir: str | Path | None = None,
                  progress: bool = True, dsa: bool = True, **kwargs):
-        t = check_trajectory(dataclasses.replace(trajectory))
+        t = check_trajectory(copy.deepcopy(trajectory))
         unset = [f.name for f in dataclasses.fields(t) if getattr(t, f.name) is None
                  and f.name not in ("batch_syn", "buffer")]
         if unset:
@@ -232,6 +233,7 @@ class TrajectoryMatcher(Matcher):
         self.experts = experts
         self.experts_dir = None if experts_dir is None else Path(experts_dir)
         self.progress = progress
+        self.update_mask: torch.Tensor | None = None  # images that learn (None: all)
         if experts is not None:
             self._check_experts(experts)
 
@@ -283,6 +285,8 @@ class TrajectoryMatcher(Matcher):
         plan = draw_plan(self.images.shape[0], t.syn_steps, self.batch_syn, self.generator, self.augment)
         loss, d_images, d_lr = GRADIENTS[t.gradient](self.student, start, target, self.images, self.labels,
                                                      self.syn_lr, plan, self.augment)
+        if self.update_mask is not None:  # SelMatch: only the distilled part learns
+            d_images = d_images * self.update_mask.view(-1, *([1] * (d_images.ndim - 1))).to(d_images)
         self.optimizer.zero_grad(set_to_none=True)
         self.lr_optimizer.zero_grad(set_to_none=True)
         self.images.grad = d_images
@@ -314,8 +318,7 @@ class TrajectoryMatcher(Matcher):
 
     def fingerprint(self) -> dict:
         # the buffer's path and the gradient path cannot change the set beyond float rounding
-        t = {k: v for k, v in dataclasses.asdict(self.trajectory).items() if k not in ("buffer", "gradient")}
-        return {**super().fingerprint(), "trajectory": t}
+        return {**super().fingerprint(), "trajectory": trajectory_fingerprint(self.trajectory, self.method)}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "syn_lr": self.syn_lr.detach().cpu().clone(),
