@@ -232,3 +232,11 @@ def test_mtt_is_a_proxy_kind_keyed_by_its_trajectory_settings(split, tmp_path):
     assert _provider(split, tmp_path, iterations=1, trajectory={"syn_steps": 4}).get("dm").key == dm.key
     with pytest.raises(ValueError, match="unknown config key 'proxy.trajectory.steps'"):
         _provider(split, tmp_path, trajectory={"steps": 3})
+
+
+def test_selmatch_is_a_proxy_kind_too(split, tmp_path):
+    traj = {**MTT_FAST, "selmatch": {"alpha": 0.0, "beta": 0.5, "score_epochs": 1}}
+    proxy = _provider(split, tmp_path, iterations=1, trajectory=traj).get("selmatch")
+    syn = proxy.load_set()
+    assert syn.method == "selmatch" and proxy.num_images == 20 and not any(syn.config["distilled"])
+    assert syn.config["selmatch"]["beta"] == 0.5
