@@ -72,12 +72,13 @@ def child(args) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     loss, d_images, d_lr = GRADIENTS[args.gradient](student, start, target, images, labels, lr, plan, augment)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    out = {"gradient": args.gradient, "steps": args.steps, "seconds": seconds, "loss": float(loss),
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    out = {"gradient": args.gradient, "steps": args.steps, "seconds": seconds, "cpu_seconds": cpu_seconds,
+           "loss": float(loss),
            "grad_norm": float(d_images.norm()), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "rss_before_mb": rss_before, "parameters": student.size, "images": images.shape[0],
            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
@@ -169,7 +170,8 @@ def table(info: dict) -> str:
     rows = {(r["gradient"], r["steps"]): r for r in info["results"] if "error" not in r}
     ns = sorted({r["steps"] for r in info["results"]} | {s["steps"] for s in info["skipped"]})
     cuda = any("cuda_max_allocated_mb" in r for r in rows.values())
-    head = "| N | exact peak RSS (GB) | exact s/it | unrolled peak RSS (GB) | unrolled s/it | exact / unrolled time |"
+    head = ("| N | exact peak RSS (GB) | exact s/it (CPU s) | unrolled peak RSS (GB) | unrolled s/it (CPU s) "
+            "| exact / unrolled CPU time |")
     if cuda:
         head += " exact CUDA max alloc (GB) | unrolled CUDA max alloc (GB) |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -183,9 +185,15 @@ def table(info: dict) -> str:
         u_rss = cell(u, "peak_rss_mb") if u else (
             f"skipped (~{skipped[('unrolled', n)]['predicted_peak_rss_mb'] / 1024:.1f} extrapolated)"
             if ("unrolled", n) in skipped else "—")
-        ratio = f"{e['seconds'] / u['seconds']:.2f}" if e and u else "—"
-        line = (f"| {n} | {cell(e, 'peak_rss_mb')} | {cell(e, 'seconds', 1.0, '{:.1f}')} | {u_rss} | "
-                f"{cell(u, 'seconds', 1.0, '{:.1f}')} | {ratio} |")
+        ratio = (f"{e['cpu_seconds'] / u['cpu_seconds']:.2f}" if e and u and "cpu_seconds" in e and "cpu_seconds" in u
+                 else f"{e['seconds'] / u['seconds']:.2f} (wall)" if e and u else "—")
+
+        def secs(r):
+            if not r:
+                return "—"
+            return f"{r['seconds']:.1f} ({r['cpu_seconds']:.0f})" if "cpu_seconds" in r else f"{r['seconds']:.1f}"
+
+        line = f"| {n} | {cell(e, 'peak_rss_mb')} | {secs(e)} | {u_rss} | {secs(u)} | {ratio} |"
         if cuda:
             line += f" {cell(e, 'cuda_max_allocated_mb')} | {cell(u, 'cuda_max_allocated_mb')} |"
         lines.append(line)
@@ -193,8 +201,14 @@ def table(info: dict) -> str:
     lines += ["", f"{info['data']}; ipc {info['setup']['ipc']}, {info['setup']['net']}, synthetic minibatch "
                   f"{info['setup']['batch_syn']}, DSA; one iteration per subprocess; device {info['setup']['device']}; "
                   f"{m['cpu']}, {m['cores']} cores, {m['memory_gb'] and round(m['memory_gb'], 1)} GB, torch {m['torch']}, "
-                  f"{m['threads']} threads; total wall {info['wall_seconds']:.0f} s.", ""]
+                  f"{m['threads']} threads; total wall {info['wall_seconds']:.0f} s; load average during the runs "
+                  f"{_loads(info)}.", ""]
     return "\n".join(lines)
+
+
+def _loads(info: dict) -> str:
+    loads = [r["load_average"][0] for r in info["results"] if "load_average" in r]
+    return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?"
 
 
 if __name__ == "__main__":
