@@ -1,6 +1,6 @@
 """dc-plugins: dataset condensation as Avalanche replay memory and NNI NAS proxies.
 
-The engine: ``load_dataset`` -> ``condense`` (DC, DSA, DM or a coreset baseline) ->
+The engine: ``load_dataset`` -> ``condense`` (DC, DSA, DM, MTT, SelMatch or a coreset baseline) ->
 ``SyntheticSet`` -> ``evaluate_set``. The Avalanche side (``CondensedReplayPlugin``) is imported
 lazily so that the engine does not pay for importing Avalanche.
 """
@@ -9,20 +9,22 @@ __version__ = "0.1.0"
 
 from .augment import DCAugment, DSAugment, DSAParams
 from .condense import condense, make_condenser
-from .config import EvalConfig, MatchingConfig, RunConfig, SelectionConfig
+from .config import EvalConfig, MatchingConfig, RunConfig, SelectionConfig, SelMatchConfig, TrajectoryConfig
 from .coreset import CoresetSelector
 from .data import ClassIndex, DatasetNotFoundError, ImageDataset, load_dataset
 from .evaluation import EvalResult, evaluate_set
-from .matching import DistributionMatcher, GradientMatcher, NonFiniteLossError
+from .matching import DistributionMatcher, GradientMatcher, NonFiniteLossError, SelMatchMatcher, TrajectoryMatcher
 from .models import ConvNet, ConvNetSpec, make_convnet
 from .synthetic import CorruptSetError, SyntheticSet
+from .trajectories import ExpertTrajectories
 
 __all__ = [
     "__version__", "DCAugment", "DSAugment", "DSAParams", "condense", "make_condenser", "EvalConfig",
     "MatchingConfig", "RunConfig", "SelectionConfig", "CoresetSelector", "ClassIndex",
     "DatasetNotFoundError", "ImageDataset", "load_dataset", "EvalResult", "evaluate_set",
     "DistributionMatcher", "GradientMatcher", "NonFiniteLossError", "ConvNet", "ConvNetSpec",
-    "make_convnet", "CorruptSetError", "SyntheticSet",
+    "make_convnet", "CorruptSetError", "SyntheticSet", "TrajectoryConfig", "SelMatchConfig", "TrajectoryMatcher",
+    "SelMatchMatcher", "ExpertTrajectories",
 ]
 
 _AVALANCHE_NAMES = ("CondensedReplayPlugin", "CondensedBuffer", "CondensedReplayConfig")

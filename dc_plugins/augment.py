@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DSA_FAMILIES", "DSAParams", "DSAugment", "DCAugment"]
+__all__ = ["DSA_FAMILIES", "DSAParams", "DSAugment", "DCAugment", "CropFlip", "CombinedAugment"]
 
 DSA_FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
@@ -198,3 +198,46 @@ class DCAugment:
         noise = (choice == 3).to(x.device).view(-1, 1, 1, 1)
         eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype) * self.noise_std
         return torch.where(noise, x + eps, out)
+
+
+class CropFlip:
+    """Plain crop + flip per image (``RandomCrop(size, padding=size/8)`` then a horizontal flip
+    with probability 1/2, no flip for digits): SelMatch's augmentation of its selected images."""
+
+    def __init__(self, *, flip: bool = True):
+        self.flip = flip
+        self._dsa = DSAugment("crop_flip", flip=flip)
+
+    def __repr__(self) -> str:
+        return f"CropFlip(flip={self.flip})"
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = self._dsa.apply(x, self._dsa.sample(x.shape[0], generator, family="crop"))
+        if self.flip:
+            x = self._dsa.apply(x, self._dsa.sample(x.shape[0], generator, family="flip"))
+        return x
+
+
+class CombinedAugment:
+    """SelMatch's evaluation augmentation: ``distilled`` images (a mask over the set) get
+    ``on_distilled`` (DSA), the others ``on_selected`` (crop + flip). Called with the minibatch's
+    indices into the set (``needs_indices``: :func:`dc_plugins.training.train_epoch` passes them)."""
+
+    needs_indices = True
+
+    def __init__(self, distilled: torch.Tensor, on_distilled, on_selected):
+        self.distilled = torch.as_tensor(distilled, dtype=torch.bool).cpu()
+        self.on_distilled, self.on_selected = on_distilled, on_selected
+
+    def __repr__(self) -> str:
+        return (f"CombinedAugment({int(self.distilled.sum())} distilled: {self.on_distilled!r}; "
+                f"{int((~self.distilled).sum())} selected: {self.on_selected!r})")
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator, indices: torch.Tensor) -> torch.Tensor:
+        mask = self.distilled[indices.cpu()].to(x.device)
+        out = x.clone()
+        if mask.any():
+            out[mask] = self.on_distilled(x[mask], generator)
+        if (~mask).any():
+            out[~mask] = self.on_selected(x[~mask], generator)
+        return out

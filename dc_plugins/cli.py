@@ -15,13 +15,15 @@ from pathlib import Path
 
 import torch
 
-from .config import METHODS, PRESETS, RunConfig, apply_overrides, load_yaml, nest, parse_assignment, resolve
+from .config import (METHODS, PRESETS, TRAJECTORY_METHODS, RunConfig, apply_overrides, load_yaml, nest,
+                     parse_assignment, resolve, trajectory_fingerprint)
 from .data import DATASETS, FOLDER_DATASETS, is_folder_dataset, load_dataset
 from .device import resolve_device
 from .fingerprint import config_hash, data_fingerprint
 from .io import write_json
 
-__all__ = ["main", "build_parser", "config_from_args", "run", "run_fingerprint", "load_data"]
+__all__ = ["main", "experts_main", "build_parser", "config_from_args", "run", "run_fingerprint", "load_data",
+           "build_experts"]
 
 # flag -> config field (dotted); every flag defaults to None = "not given"
 _FLAGS = {
@@ -44,8 +46,8 @@ _FLAGS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dc-condense", description=__doc__,
+def build_parser(prog: str = "dc-condense", description: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description or __doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML file with RunConfig fields (nested: matching, selection, eval)")
     for flag, (_, typ, help_) in _FLAGS.items():
@@ -86,12 +88,15 @@ def run_fingerprint(cfg: RunConfig, train, test) -> dict:
     data (see :mod:`dc_plugins.fingerprint` for what is left out and why)."""
     from dataclasses import asdict
 
-    return {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
-            "seed": cfg.seed, "net": cfg.net, "image_size": cfg.image_size,
-            "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": asdict(cfg.eval),
-            "data": data_fingerprint(train.images, train.labels, test.images, test.labels),
-            # only when set, so that runs made before the field existed keep their hashes
-            **({"flip": cfg.flip} if cfg.flip is not None else {})}
+    fp = {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
+          "seed": cfg.seed, "net": cfg.net, "image_size": cfg.image_size,
+          "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": asdict(cfg.eval),
+          "data": data_fingerprint(train.images, train.labels, test.images, test.labels),
+          # only when set, so that runs made before the field existed keep their hashes
+          **({"flip": cfg.flip} if cfg.flip is not None else {})}
+    if cfg.method in TRAJECTORY_METHODS:  # only there: the other methods' fingerprints stay as they were
+        fp["trajectory"] = trajectory_fingerprint(cfg.trajectory, cfg.method)
+    return fp
 
 
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
@@ -110,7 +115,13 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
     fingerprint = run_fingerprint(cfg, train, test)
     out.mkdir(parents=True, exist_ok=True)
     condenser = make_condenser(train, cfg.method, cfg.ipc, net=cfg.net, matching=cfg.matching,
-                               selection=cfg.selection, preset=cfg.preset, seed=cfg.seed)
+                               selection=cfg.selection, preset=cfg.preset, seed=cfg.seed,
+                               trajectory=cfg.trajectory, progress=progress)
+    experts_seconds = None
+    if cfg.method in TRAJECTORY_METHODS:  # experts apart: their time is not the condensation's
+        t0 = time.perf_counter()
+        condenser.experts = condenser.make_experts(out / "experts")
+        experts_seconds = time.perf_counter() - t0
     checkpoint = out / "checkpoint.pt"
     if resume and checkpoint.exists() and hasattr(condenser, "load_checkpoint"):
         condenser.load_checkpoint(checkpoint)
@@ -128,6 +139,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
               # CPU time of all threads: a contention-proof cost measure next to the wall clock
               "cpu_seconds_per_iteration": cpu_seconds / ran if ran else None,
               "threads": torch.get_num_threads(),
+              "experts_seconds": experts_seconds,
               # DC/DSA: the loops used and the matching steps / inner epochs executed (all runs)
               "loops": syn.config.get("loops"),
               "accuracy_mean": None, "accuracy_std": None, "accuracies": [],
@@ -158,6 +170,47 @@ def main(argv: list[str] | None = None) -> int:
     spi = result["seconds_per_iteration"]
     print(f"{result['method']} {result['dataset']} ipc={result['ipc']}: {acc}"
           + (f", {spi:.2f} s/iteration" if spi else "") + f" -> {cfg.out}")
+    return 0
+
+
+def build_experts(cfg: RunConfig, *, progress: bool = True) -> dict:
+    """Train (or complete) the expert trajectories of an ``mtt`` run: into ``trajectory.buffer``
+    when set, else ``OUT/experts`` (where ``dc-condense --method mtt --out OUT`` looks for them).
+    Finished experts are kept, never retrained."""
+    from .condense import make_condenser
+
+    device = resolve_device(cfg.device)
+    train, _ = load_data(cfg, device, progress)  # the same data (image folders included) as dc-condense
+    root = Path(cfg.trajectory.buffer) if cfg.trajectory.buffer else Path(cfg.out) / "experts"
+    matcher = make_condenser(train, cfg.method, cfg.ipc, net=cfg.net, matching=cfg.matching,
+                             selection=cfg.selection, preset=cfg.preset, seed=cfg.seed,
+                             trajectory=cfg.trajectory, progress=progress)
+    start = time.perf_counter()
+    experts = matcher.build_experts(root)
+    return {"buffer": str(root), "experts": experts.num_experts, "epochs": experts.epochs,
+            "trained": experts.trained, "seconds": time.perf_counter() - start, "meta": experts.meta}
+
+
+def experts_main(argv: list[str] | None = None) -> int:
+    """``dc-experts``: the flags of ``dc-condense`` (``--method`` is ``mtt``); builds the experts only."""
+    parser = build_parser("dc-experts", "Train the expert trajectories of trajectory matching (MTT) "
+                                        "into trajectory.buffer or OUT/experts; finished experts are kept.")
+    args = parser.parse_args(argv)
+    try:
+        if args.method is None:
+            args.method = "mtt"
+        cfg = config_from_args(args)
+        if cfg.method not in TRAJECTORY_METHODS:
+            raise ValueError(f"dc-experts builds experts for {', '.join(TRAJECTORY_METHODS)}, not {cfg.method!r}")
+        if args.print_config:
+            print(json.dumps(cfg.to_dict(), indent=2))
+            return 0
+        info = build_experts(cfg, progress=not args.no_progress)
+    except (ValueError, KeyError, FileNotFoundError, FloatingPointError) as err:
+        print(f"dc-experts: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{info['experts']} experts x {info['epochs']} epochs in {info['buffer']} "
+          f"({info['trained']} trained now, {info['experts'] - info['trained']} kept; {info['seconds']:.1f} s)")
     return 0
 
 

@@ -7,6 +7,7 @@ values, from YAML or flags, always win over the preset.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -20,10 +21,15 @@ __all__ = [
     "SELECTION_METHODS",
     "PRESETS",
     "MatchingConfig",
+    "TrajectoryConfig",
+    "SelMatchConfig",
+    "trajectory_fingerprint",
+    "TRAJECTORY_METHODS",
     "SelectionConfig",
     "EvalConfig",
     "RunConfig",
     "check_method",
+    "check_trajectory",
     "dc_loops",
     "dc_loops_source",
     "resolve",
@@ -35,7 +41,8 @@ __all__ = [
     "packaged_configs",
 ]
 
-MATCHING_METHODS = ("dc", "dsa", "dm")
+MATCHING_METHODS = ("dc", "dsa", "dm", "mtt", "selmatch")
+TRAJECTORY_METHODS = ("mtt", "selmatch")   # the methods that read RunConfig.trajectory
 SELECTION_METHODS = ("random", "herding", "kcenter", "forgetting")
 METHODS = MATCHING_METHODS + SELECTION_METHODS
 
@@ -110,6 +117,69 @@ class MatchingConfig:
 
 
 @dataclass
+class SelMatchConfig:
+    """SelMatch (Lee et al., ICML 2024) on top of MTT: ``trajectory.selmatch.*``. ``None`` = preset.
+
+    Every class's real images are ranked hardest first by a difficulty score; the window of
+    ``ipc`` images starting at fraction ``beta`` of the ranking initialises the set (``beta``
+    None: searched over ``betas``, each window training ``window_epochs`` epochs of a fresh
+    network scored on a validation split of ``val_fraction`` of the real data); per class the
+    ``1 - alpha`` hardest images of the window stay fixed real images and the ``alpha`` part is
+    distilled by trajectory matching (the student trains on both).
+    """
+
+    alpha: float | None = None
+    beta: float | None = None
+    betas: list[float] | None = None
+    scores: str = "forgetting"      # "forgetting" (counted in a training run) or a file of one score per sample
+    harder_is_higher: bool = True   # False for scores where low means hard (C-scores)
+    score_epochs: int | None = None # epochs of the forgetting run
+    val_fraction: float = 0.1
+    window_epochs: int | None = None
+
+
+@dataclass
+class TrajectoryConfig:
+    """MTT (Cazenavette et al., CVPR 2022): expert trajectories and how the student matches them.
+    ``None`` = from the preset. A section of its own (``trajectory.*``), not of ``matching``, so
+    that the fingerprints of DC/DSA/DM runs, checkpoints and caches stay what they were.
+
+    The student starts at an expert's parameters after epoch ``t`` (``t`` uniform in
+    ``0 .. max_start_epoch - 1``), takes ``syn_steps`` SGD steps of learnable size alpha (initially
+    ``lr_teacher``) on minibatches of ``batch_syn`` synthetic images, and is compared with the
+    expert ``expert_epochs`` epochs later. The images learn with ``matching.lr_img`` (SGD,
+    ``matching.momentum_img``), alpha with ``lr_lr``.
+    """
+
+    syn_steps: int | None = None            # N
+    expert_epochs: int | None = None        # M
+    max_start_epoch: int | None = None
+    lr_lr: float | None = None              # learning rate of alpha
+    lr_teacher: float | None = None         # the experts' SGD lr and alpha's initial value
+    batch_syn: int | None = None            # synthetic minibatch; None or 0 = the whole set
+    num_experts: int | None = None          # E expert trajectories
+    expert_train_epochs: int | None = None  # epochs each expert trains (its trajectory's length)
+    expert_batch: int = 256
+    expert_dtype: str = "float32"           # storage of the saved parameters: float32 | float16
+    zca: bool | None = None                 # ZCA-whiten real and synthetic data (dc_plugins.zca)
+    zca_eps: float = 0.1                    # regularisation added to the covariance's eigenvalues
+    # exact: constant activation memory (one step's graph alive at a time); unrolled: the naive
+    # graph through all N steps (the oracle; memory linear in N). Same gradient up to rounding.
+    gradient: str = "exact"
+    buffer: str | None = None               # expert folder; None: OUT/experts (CLI), else in memory
+    selmatch: SelMatchConfig = field(default_factory=SelMatchConfig)   # method selmatch only
+
+
+def trajectory_fingerprint(t: "TrajectoryConfig", method: str) -> dict:
+    """What of ``t`` a ``method`` result depends on: not the buffer's path nor the gradient path
+    (equal up to rounding), and the SelMatch section only for selmatch."""
+    d = {k: v for k, v in dataclasses.asdict(t).items() if k not in ("buffer", "gradient")}
+    if method != "selmatch":
+        d.pop("selmatch", None)
+    return d
+
+
+@dataclass
 class SelectionConfig:
     """Coreset baselines: herding/k-center features and forgetting scores come from a reference
     ConvNet trained on the real data for ``reference_epochs``."""
@@ -159,6 +229,7 @@ class RunConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -185,6 +256,25 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "matching.init": "real"},
         "dm": {"iterations": 20000, "matching.lr_img": 1.0, "matching.batch_real": 256,
                "matching.init": "real"},
+        "mtt": {"iterations": 5000, "matching.lr_img": 1000.0, "matching.init": "real",
+                "trajectory.syn_steps": lambda c: 50 if c.ipc == 1 else 30,
+                "trajectory.expert_epochs": 2,
+                "trajectory.max_start_epoch": lambda c: 2 if c.ipc == 1 else 20 if c.ipc <= 10 else 40,
+                "trajectory.lr_lr": lambda c: 1e-7 if c.ipc == 1 else 1e-5,
+                "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 100,
+                "trajectory.expert_train_epochs": 50,
+                "trajectory.zca": lambda c: c.dataset == "cifar10" and c.ipc <= 10},
+        # SelMatch: MTT's values at ipc > 10 and the authors' scripts' (alpha, beta) for CIFAR-10
+        # (250: 0.6, 0.5; 500: 0.2, 0.3; 1000 and 1500: 0.1, 0.2); other budgets search beta.
+        "selmatch": {"iterations": 5000, "matching.lr_img": 1000.0, "matching.init": "real",
+                     "trajectory.syn_steps": 30, "trajectory.expert_epochs": 2, "trajectory.max_start_epoch": 40,
+                     "trajectory.lr_lr": 1e-5, "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 100,
+                     "trajectory.expert_train_epochs": 50, "trajectory.zca": False,
+                     "trajectory.selmatch.alpha": lambda c: _SELMATCH.get(c.ipc, (0.6 if c.ipc <= 250 else
+                                                                                  0.2 if c.ipc <= 500 else 0.1,))[0],
+                     "trajectory.selmatch.beta": lambda c: _SELMATCH.get(c.ipc, (None, None))[1],
+                     "trajectory.selmatch.betas": lambda c: [round(0.1 * i, 1) for i in range(10)],
+                     "trajectory.selmatch.score_epochs": 20, "trajectory.selmatch.window_epochs": 300},
         "*": {"selection.reference_epochs": 20, "image_size": _paper_size},
     },
     # For 2-core CPUs: the DC-code yardstick budget at ipc 1 (100 outer iterations, 64 real
@@ -203,10 +293,28 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "matching.inner_loop": lambda c: max(1, dc_loops(c.ipc)[1] // 10)},
         "dm": {"iterations": 200, "matching.lr_img": 1.0, "matching.batch_real": 64,
                "matching.init": "real"},
+        # MTT: 2 experts of 6 epochs, 10 synthetic steps matched against 2 expert epochs from a
+        # start in epochs 0-3, 50 iterations, no ZCA; the paper's step sizes and lr_img.
+        "mtt": {"iterations": 50, "matching.lr_img": 1000.0, "matching.init": "real",
+                "trajectory.syn_steps": 10, "trajectory.expert_epochs": 2, "trajectory.max_start_epoch": 4,
+                "trajectory.lr_lr": 1e-5, "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 2,
+                "trajectory.expert_train_epochs": 6, "trajectory.zca": False},
+        # SelMatch: MTT's cpu-quick budget; half of each class distilled; beta searched over 4
+        # windows (a 3-epoch forgetting run, 50 epochs per window).
+        "selmatch": {"iterations": 50, "matching.lr_img": 1000.0, "matching.init": "real",
+                     "trajectory.syn_steps": 10, "trajectory.expert_epochs": 2, "trajectory.max_start_epoch": 4,
+                     "trajectory.lr_lr": 1e-5, "trajectory.lr_teacher": 0.01, "trajectory.num_experts": 2,
+                     "trajectory.expert_train_epochs": 6, "trajectory.zca": False,
+                     "trajectory.selmatch.alpha": 0.5, "trajectory.selmatch.betas": lambda c: [0.0, 0.25, 0.5, 0.75],
+                     "trajectory.selmatch.score_epochs": 3, "trajectory.selmatch.window_epochs": 50},
         "*": {"selection.reference_epochs": 3,
               "eval.epochs": lambda c: 1000 if c.ipc < 10 else 300, "image_size": _paper_size},
     },
 }
+
+
+# SelMatch's (alpha, beta) by images per class, from the authors' CIFAR-10 scripts.
+_SELMATCH = {250: (0.6, 0.5), 500: (0.2, 0.3), 1000: (0.1, 0.2), 1500: (0.1, 0.2)}
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -228,7 +336,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
     """A copy of ``cfg`` with every ``None`` the preset knows filled in, after validation."""
     cfg = dataclasses.replace(cfg, matching=dataclasses.replace(cfg.matching),
                               selection=dataclasses.replace(cfg.selection),
-                              eval=dataclasses.replace(cfg.eval))
+                              eval=dataclasses.replace(cfg.eval),
+                              trajectory=copy.deepcopy(cfg.trajectory))
     cfg.method = check_method(cfg.method)
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; allowed: {', '.join(PRESETS)}")
@@ -256,7 +365,53 @@ def resolve(cfg: RunConfig) -> RunConfig:
         raise ValueError(f"matching.init must be 'noise' or 'real', got {cfg.matching.init!r}")
     if cfg.eval.augment not in ("auto", "dsa", "dc", "none"):
         raise ValueError(f"eval.augment must be auto, dsa, dc or none, got {cfg.eval.augment!r}")
+    if cfg.method in TRAJECTORY_METHODS:
+        check_trajectory(cfg.trajectory)
     return cfg
+
+
+def check_trajectory(t: TrajectoryConfig) -> TrajectoryConfig:
+    """Raise a ``ValueError`` naming the bad ``trajectory.*`` value and what is allowed."""
+    for name in ("syn_steps", "expert_epochs", "max_start_epoch", "num_experts", "expert_train_epochs",
+                 "expert_batch"):
+        v = getattr(t, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ValueError(f"trajectory.{name} must be a positive integer, got {v!r}")
+    if t.batch_syn is not None and (isinstance(t.batch_syn, bool) or not isinstance(t.batch_syn, int)
+                                    or t.batch_syn < 0):
+        raise ValueError(f"trajectory.batch_syn must be a positive integer (0 or None: the whole set), "
+                         f"got {t.batch_syn!r}")
+    for name in ("lr_lr", "lr_teacher"):
+        v = getattr(t, name)
+        if v is not None and not v > 0:
+            raise ValueError(f"trajectory.{name} must be > 0, got {v!r}")
+    sm = t.selmatch
+    if sm.alpha is not None and not 0 <= sm.alpha <= 1:
+        raise ValueError(f"trajectory.selmatch.alpha must be in [0, 1], got {sm.alpha!r}")
+    for name, v in (("beta", sm.beta), *((f"betas[{i}]", b) for i, b in enumerate(sm.betas or []))):
+        if v is not None and not 0 <= v < 1:
+            raise ValueError(f"trajectory.selmatch.{name} must be in [0, 1), got {v!r}")
+    if sm.betas is not None and not sm.betas:
+        raise ValueError("trajectory.selmatch.betas must hold at least one window start")
+    if not 0 < sm.val_fraction < 1:
+        raise ValueError(f"trajectory.selmatch.val_fraction must be in (0, 1), got {sm.val_fraction!r}")
+    for name in ("score_epochs", "window_epochs"):
+        v = getattr(sm, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ValueError(f"trajectory.selmatch.{name} must be a positive integer, got {v!r}")
+    if not t.zca_eps >= 0:
+        raise ValueError(f"trajectory.zca_eps must be >= 0, got {t.zca_eps!r}")
+    if t.gradient not in ("exact", "unrolled"):
+        raise ValueError(f"trajectory.gradient must be 'exact' or 'unrolled', got {t.gradient!r}")
+    if t.expert_dtype not in ("float32", "float16"):
+        raise ValueError(f"trajectory.expert_dtype must be 'float32' or 'float16', got {t.expert_dtype!r}")
+    if (t.max_start_epoch is not None and t.expert_epochs is not None and t.expert_train_epochs is not None
+            and t.max_start_epoch - 1 + t.expert_epochs > t.expert_train_epochs):
+        raise ValueError(
+            f"trajectory.max_start_epoch {t.max_start_epoch} + expert_epochs {t.expert_epochs} - 1 is beyond "
+            f"the experts' {t.expert_train_epochs} epochs (trajectory.expert_train_epochs): the last start "
+            f"epoch's target would not exist")
+    return t
 
 
 # -- YAML and CLI overrides: the project's one mechanism, in dc_plugins.settings ----------------

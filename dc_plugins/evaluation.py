@@ -138,6 +138,13 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
     spec = spec.with_data(test.channels, test.num_classes, test.image_size)
     syn.check_compatible(spec.channels, spec.image_size, spec.num_classes)
     kind, augment = evaluation_augment(config.augment, syn.method, test.info, spec)
+    if syn.method == "selmatch" and config.augment == "auto" and "distilled" in syn.config:
+        # SelMatch's combined augmentation: DSA on the distilled images, crop + flip on the selected
+        from .augment import CombinedAugment, CropFlip
+
+        flip = flips_allowed(test.info)
+        kind, augment = "combined", CombinedAugment(torch.tensor(syn.config["distilled"], dtype=torch.bool),
+                                                    DSAugment(flip=flip), CropFlip(flip=flip))
     epochs = epochs or config.epochs or (1000 if augment is not None else 300)
     images, labels = syn.images.detach().to(device), syn.labels.to(device)
     generator = make_generator(seed)

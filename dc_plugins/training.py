@@ -22,8 +22,8 @@ def train_epoch(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, opti
     for start in range(0, images.shape[0], batch):
         idx = order[start:start + batch]
         x, y = images[idx], labels[idx]
-        if augment is not None:
-            x = augment(x, generator)
+        if augment is not None:  # an augmentation that differs per image of the set takes the indices
+            x = augment(x, generator, idx) if getattr(augment, "needs_indices", False) else augment(x, generator)
         loss = F.cross_entropy(net(x), y)
         if not torch.isfinite(loss):
             from .matching.base import NonFiniteLossError

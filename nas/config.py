@@ -71,7 +71,8 @@ class SpaceConfig:
 class ProxyConfig:
     """How condensed / selected proxies are made (the engine's ``condense``). ``matching`` and
     ``selection`` override fields of the engine's MatchingConfig / SelectionConfig; fields left
-    unset come from ``preset`` (``paper`` or ``cpu-quick``). ``iterations`` is one number for
+    unset come from ``preset`` (``paper`` or ``cpu-quick``); ``trajectory`` does the same for
+    MTT's TrajectoryConfig (proxy kind ``mtt``, its experts trained in the proxy's folder). ``iterations`` is one number for
     every matcher or a mapping per method (``{dc: 100, dm: 2000}``); unset = the preset's."""
 
     ipc: int = 10
@@ -82,6 +83,7 @@ class ProxyConfig:
     cache_dir: str | None = None
     matching: dict = field(default_factory=dict)
     selection: dict = field(default_factory=dict)
+    trajectory: dict = field(default_factory=dict)   # MTT's TrajectoryConfig overrides (proxy kind mtt)
 
 
 @dataclass

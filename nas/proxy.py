@@ -6,8 +6,8 @@ A proxy is what each architecture trains on instead of (or as) the whole trainin
 - ``early-stopping``: the whole training part, cut to the compute of training on an
   ``ipc``-per-class proxy (the trial computes the step budget);
 - ``random``, ``herding``, ``kcenter``, ``forgetting``: real images selected by the engine's
-  coreset baselines; ``dc``, ``dsa``, ``dm`` (and ``mtt`` once the engine has it): condensed by
-  the engine's matchers;
+  coreset baselines; ``dc``, ``dsa``, ``dm``, ``mtt``, ``selmatch``: condensed by the engine's matchers (mtt
+  and selmatch train their expert trajectories first, in the proxy's folder, ``experts/``);
 - a path to a saved :class:`~dc_plugins.synthetic.SyntheticSet` file (``.pt``).
 
 :meth:`ProxyProvider.get` writes ``<cache>/<label>-<key>/proxy.json`` (a :class:`Proxy`
@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dc_plugins import __version__
-from dc_plugins.config import METHODS, SELECTION_METHODS, MatchingConfig, SelectionConfig, apply_overrides
+from dc_plugins.config import (METHODS, SELECTION_METHODS, TRAJECTORY_METHODS, MatchingConfig, SelectionConfig,
+                               TrajectoryConfig, apply_overrides, check_trajectory)
 from dc_plugins.io import write_json
 from dc_plugins.synthetic import CorruptSetError, SyntheticSet
 
@@ -51,8 +52,8 @@ __all__ = [
 ]
 
 WHOLE_KINDS = ("whole", "early-stopping")
-# The engine's methods, in its order; "mtt" joins automatically once dc_plugins.config has it.
-SET_KINDS = tuple(m for m in ("random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "mtt")
+# The engine's methods, in its order.
+SET_KINDS = tuple(m for m in ("random", "herding", "kcenter", "forgetting", "dc", "dsa", "dm", "mtt", "selmatch")
                   if m in METHODS)
 PROXY_KINDS = WHOLE_KINDS + SET_KINDS
 _ALIASES = {"earlystopping": "early-stopping", "early_stopping": "early-stopping", "es": "early-stopping",
@@ -74,8 +75,7 @@ def parse_proxy_entry(entry: str) -> tuple[str, str | None]:
         if not Path(text).is_file():
             raise FileNotFoundError(f"proxy set file {text!r} does not exist")
         return "file", str(Path(text).resolve())
-    extra = " (mtt is not in this version of the engine)" if kind == "mtt" else ""
-    raise ValueError(f"unknown proxy kind {entry!r}{extra}; allowed: {', '.join(PROXY_KINDS)}, "
+    raise ValueError(f"unknown proxy kind {entry!r}; allowed: {', '.join(PROXY_KINDS)}, "
                      f"or a path to a saved condensed-set file (.pt)")
 
 
@@ -152,7 +152,7 @@ class ProxyProvider:
         self.built: list[str] = []  # labels built (not reused) by this provider, for reports and tests
         for kind in SET_KINDS:
             self.iterations(kind)  # bad values fail before any work
-        self.matching_config(), self.selection_config()  # unknown keys and bad values fail here
+        self.matching_config(), self.selection_config(), self.trajectory_config()  # unknown keys and bad values fail here
 
     def matching_config(self) -> MatchingConfig:
         """``proxy.matching`` over the engine's MatchingConfig, typed and validated by the
@@ -160,6 +160,14 @@ class ProxyProvider:
         holds only what the user set)."""
         try:
             return apply_overrides(MatchingConfig(), dict(self.config.matching), "proxy.matching.")
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+
+    def trajectory_config(self) -> TrajectoryConfig:
+        """``proxy.trajectory`` over the engine's TrajectoryConfig, as :meth:`matching_config`."""
+        try:
+            return check_trajectory(apply_overrides(TrajectoryConfig(), dict(self.config.trajectory),
+                                                    "proxy.trajectory."))
         except KeyError as err:
             raise ValueError(err.args[0]) from None
 
@@ -202,6 +210,8 @@ class ProxyProvider:
                 cfg.update(selection=c.selection)
             else:
                 cfg.update(iterations=self.iterations(kind), matching=c.matching)
+                if kind in TRAJECTORY_METHODS:
+                    cfg.update(trajectory=c.trajectory)
         return cfg
 
     def iterations(self, kind: str) -> int | None:
@@ -283,6 +293,7 @@ class ProxyProvider:
             folder.mkdir(parents=True, exist_ok=True)
             syn = condense(train, kind, c.ipc, iterations=self.iterations(kind), preset=c.preset, seed=c.seed, net=c.net,
                            matching=self.matching_config(), selection=self.selection_config(),
+                           trajectory=self.trajectory_config(),
                            checkpoint=folder / "checkpoint.pt", resume=True, progress=self.progress)
             syn.save(folder / "set.pt")
             (folder / "checkpoint.pt").unlink(missing_ok=True)

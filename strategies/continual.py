@@ -49,7 +49,7 @@ import torch
 import yaml
 
 from dc_plugins.avalanche import CondensedReplayConfig
-from dc_plugins.config import METHODS, apply_overrides, parse_assignment, read_yaml_mapping
+from dc_plugins.config import METHODS, TRAJECTORY_METHODS, apply_overrides, parse_assignment, read_yaml_mapping
 from dc_plugins import fingerprint
 from dc_plugins.fingerprint import ConfigMismatchError, config_diff  # the engine's: one rule everywhere
 from dc_plugins.io import write_json
@@ -215,10 +215,14 @@ def resolved_run(cfg: ContinualConfig, memory: str, distill: bool, seed: int, da
                                 "train": dataclasses.asdict(train), "condense": None}
     if condense is not None:
         section = {k: v for k, v in dataclasses.asdict(condense).items() if k not in CONDENSE_NOT_RESULT}
+        if condense.method not in TRAJECTORY_METHODS:  # the section added for MTT: other runs keep their hashes
+            section.pop("trajectory", None)
         if train.ipc is not None:  # the values the preset fills in (iterations, loops, lr, init, ...)
             engine = condense.resolved(train.ipc)
             section["resolved"] = {"iterations": engine.iterations, "matching": dataclasses.asdict(engine.matching),
                                    "selection": dataclasses.asdict(engine.selection)}
+            if condense.method in TRAJECTORY_METHODS:
+                section["resolved"]["trajectory"] = dataclasses.asdict(engine.trajectory)
         resolved["condense"] = section
     return json.loads(json.dumps(resolved, default=str))
 

@@ -177,8 +177,9 @@ def test_mem_size_smaller_than_classes_is_a_clear_error(digits_stream):
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"method": "nope"}, "unknown method 'nope'; allowed: dc, dsa, dm, random, herding"),
-    ({"method": "mtt"}, "'mtt' is not available"),
+    ({"method": "nope"}, "unknown method 'nope'; allowed: dc, dsa, dm, mtt, selmatch, random, herding"),
+    ({"method": "mtt", "trajectory": {"syn_steps": 0}}, "trajectory.syn_steps must be a positive integer, got 0"),
+    ({"method": "mtt", "trajectory": {"gradient": "tesla"}}, "trajectory.gradient must be 'exact' or 'unrolled'"),
     ({"ipc": 0}, "ipc must be a positive integer"),
     ({"preset": "fast"}, "unknown preset 'fast'; allowed: paper, cpu-quick"),
     ({"net": "convnet-w8-bogus"}, "cannot parse 'bogus'"),
@@ -435,3 +436,55 @@ def test_checking_and_condensing_leave_the_global_generator_alone(method):
     assert torch.equal(torch.get_rng_state(), state)
     buffer.post_adapt(None, bm.train_stream[0])
     assert torch.equal(torch.get_rng_state(), state) and len(buffer) == 4
+
+
+MTT_FAST = {"syn_steps": 3, "expert_epochs": 1, "max_start_epoch": 2, "num_experts": 1, "expert_train_epochs": 2,
+            "expert_batch": 8, "batch_syn": 4}
+
+
+def test_mtt_condenses_each_experience_with_experts_it_trains_and_caches(tmp_path):
+    """method='mtt' like any other: the buffer trains the experience's experts, condenses from
+    real images (every stored image moves), and with cache_dir keeps the experts beside the set."""
+    bm = blob_stream("class", experiences=1, classes=3)
+    real = torch.stack([bm.train_stream[0].dataset[i][0] for i in range(len(bm.train_stream[0].dataset))])
+    kw = fast(method="mtt", iterations=2, cache_dir=str(tmp_path), trajectory=MTT_FAST, matching={"lr_img": 10.0})
+    a = CondensedBuffer(9, **kw)
+    a.post_adapt(None, bm.train_stream[0])
+    assert a.class_counts() == {(0, c): 3 for c in range(3)}
+    assert a.history[0]["method"] == "mtt" and a.history[0]["iterations"] == 2
+    for group in a.groups.values():
+        assert group.condensed and torch.cdist(group.images.flatten(1), real.flatten(1)).min() > 1e-4
+    experts = list(tmp_path.glob("mtt-*.experts/expert_0000.pt"))
+    assert len(experts) == 1
+    b = CondensedBuffer(9, **kw)
+    b.post_adapt(None, bm.train_stream[0])
+    assert b.history[0]["cached"] and all(torch.equal(a.groups[k].images, b.groups[k].images) for k in a.groups)
+    other = CondensedBuffer(9, **{**kw, "trajectory": {**MTT_FAST, "syn_steps": 4}})
+    other.post_adapt(None, bm.train_stream[0])
+    assert other.history[0]["cached"] is False
+
+
+def test_mtt_default_budget_is_the_documented_cpu_one():
+    run = CondensedReplayConfig(method="mtt").resolved(10)
+    t = run.trajectory
+    assert (run.iterations, t.num_experts, t.expert_train_epochs, t.syn_steps) == (50, 2, 6, 10)
+    assert run.net == "convnet-w32-d3-instance-relu-avg"
+    # the section is not part of the other methods' cache keys (their cached sets stay valid)
+    from dc_plugins.avalanche.buffer import CondensedBuffer as CB
+    buf = CB(10, **fast(method="dm", cache_dir="/tmp/x"))
+    key = buf._cache_path(torch.zeros(2, 1, 8, 8), torch.zeros(2), 1, 0, buf.config.resolved(1))
+    changed = CB(10, **fast(method="dm", cache_dir="/tmp/x", trajectory={"syn_steps": 7}))
+    assert changed._cache_path(torch.zeros(2, 1, 8, 8), torch.zeros(2), 1, 0, changed.config.resolved(1)) == key
+
+
+def test_selmatch_is_a_method_of_the_buffer_too():
+    bm = blob_stream("class", experiences=1, classes=3)
+    buffer = CondensedBuffer(9, **fast(method="selmatch", iterations=1, matching={"lr_img": 10.0},
+                                       trajectory={**MTT_FAST, "selmatch": {"alpha": 0.0, "beta": 0.0,
+                                                                           "score_epochs": 1}}))
+    buffer.post_adapt(None, bm.train_stream[0])
+    real = torch.stack([bm.train_stream[0].dataset[i][0] for i in range(len(bm.train_stream[0].dataset))])
+    assert buffer.history[0]["method"] == "selmatch" and buffer.class_counts() == {(0, c): 3 for c in range(3)}
+    for group in buffer.groups.values():  # alpha = 0: the selected real images themselves
+        d = torch.cdist(group.images.flatten(1), real.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
+        assert d.min(1).values.max() < 1e-5

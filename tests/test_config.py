@@ -53,7 +53,7 @@ def test_yaml_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"method": "gan"}, "unknown method 'gan'; allowed: dc, dsa, dm, random"),
+    ({"method": "gan"}, "unknown method 'gan'; allowed: dc, dsa, dm, mtt, selmatch, random"),
     ({"ipc": 0}, "ipc must be a positive integer, got 0"),
     ({"ipc": -3}, "ipc must be a positive integer, got -3"),
     ({"preset": "fast"}, "unknown preset 'fast'; allowed: paper, cpu-quick"),

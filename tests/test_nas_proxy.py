@@ -210,3 +210,33 @@ def test_a_trial_in_another_working_directory_reads_the_same_data(tmp_path, monk
     monkeypatch.setattr(nas_data, "_CACHE", {})                # a new process: nothing loaded yet
     seen = load_split(Proxy.load(proxy.path).data_config)
     assert torch.equal(seen.train.images, usps.train.images) and torch.equal(seen.val.labels, usps.val.labels)
+
+
+MTT_FAST = {"syn_steps": 3, "expert_epochs": 1, "max_start_epoch": 2, "num_experts": 1, "expert_train_epochs": 2,
+            "batch_syn": 10}
+
+
+def test_mtt_is_a_proxy_kind_keyed_by_its_trajectory_settings(split, tmp_path):
+    assert "mtt" in PROXY_KINDS
+    provider = _provider(split, tmp_path, iterations=1, trajectory=MTT_FAST, matching={"lr_img": 10.0})
+    proxy = provider.get("mtt")
+    assert proxy.num_images == 20 and proxy.load_set().method == "mtt"
+    folder = tmp_path / "cache" / f"mtt-{proxy.key[:16]}"
+    assert (folder / "experts" / "expert_0000.pt").is_file()
+    assert _provider(split, tmp_path, iterations=1, trajectory=MTT_FAST, matching={"lr_img": 10.0}).get("mtt").cached
+    other = _provider(split, tmp_path, iterations=1, trajectory={**MTT_FAST, "syn_steps": 4},
+                      matching={"lr_img": 10.0})
+    assert not other.get("mtt").cached
+    # the trajectory section does not key the other proxies
+    dm = _provider(split, tmp_path, iterations=1).get("dm")
+    assert _provider(split, tmp_path, iterations=1, trajectory={"syn_steps": 4}).get("dm").key == dm.key
+    with pytest.raises(ValueError, match="unknown config key 'proxy.trajectory.steps'"):
+        _provider(split, tmp_path, trajectory={"steps": 3})
+
+
+def test_selmatch_is_a_proxy_kind_too(split, tmp_path):
+    traj = {**MTT_FAST, "selmatch": {"alpha": 0.0, "beta": 0.5, "score_epochs": 1}}
+    proxy = _provider(split, tmp_path, iterations=1, trajectory=traj).get("selmatch")
+    syn = proxy.load_set()
+    assert syn.method == "selmatch" and proxy.num_images == 20 and not any(syn.config["distilled"])
+    assert syn.config["selmatch"]["beta"] == 0.5

@@ -70,7 +70,8 @@ from avalanche.training.storage_policy import ExemplarsBuffer
 
 from ..coreset import CoresetSelector, herding
 from ..data import ClassIndex
-from ..matching import DistributionMatcher, GradientMatcher
+from ..config import TRAJECTORY_METHODS, trajectory_fingerprint
+from ..matching import DistributionMatcher, GradientMatcher, SelMatchMatcher, TrajectoryMatcher
 from ..models import ConvNetSpec, make_convnet
 from ..synthetic import CorruptSetError, SyntheticSet
 from .config import CondensedReplayConfig
@@ -466,6 +467,10 @@ class CondensedBuffer(ExemplarsBuffer):
         if cfg.method == "dm":
             return DistributionMatcher(index, ipc, config=cfg.matching, dsa=True, flip=self.config.flip,
                                        **common), cfg
+        if cfg.method in TRAJECTORY_METHODS:
+            cls = SelMatchMatcher if cfg.method == "selmatch" else TrajectoryMatcher
+            return cls(index, ipc, config=cfg.matching, trajectory=cfg.trajectory, flip=self.config.flip,
+                                     progress=self.config.progress, **common), cfg
         return CoresetSelector(cfg.method, index, ipc, config=cfg.selection, **common), cfg
 
     def _synthesise(self, images: torch.Tensor, labels: torch.Tensor, k: int, ipc: int, device: torch.device,
@@ -484,6 +489,8 @@ class CondensedBuffer(ExemplarsBuffer):
                 return syn, None if picked is None else torch.as_tensor(picked, dtype=torch.long), info
             except CorruptSetError as err:
                 warnings.warn(f"ignoring unreadable cached set {str(path)!r}: {err}", stacklevel=2)
+        if isinstance(condenser, TrajectoryMatcher) and path is not None:
+            condenser.experts_dir = path.with_name(path.stem + ".experts")  # kept and reused with the set
         if isinstance(condenser, CoresetSelector):
             picked = condenser.select(self.config.progress).cpu()
             syn = SyntheticSet(images[picked].clone(), labels[picked].clone(), cfg.method, "avalanche-experience",
@@ -516,5 +523,7 @@ class CondensedBuffer(ExemplarsBuffer):
         settings = {"method": cfg.method, "ipc": ipc, "iterations": cfg.iterations, "net": cfg.net,
                     "matching": dataclasses.asdict(cfg.matching), "selection": dataclasses.asdict(cfg.selection),
                     "seed": seed, "flip": self.config.flip}
+        if cfg.method in TRAJECTORY_METHODS:  # only there: the other methods' cache keys stay as they were
+            settings["trajectory"] = trajectory_fingerprint(cfg.trajectory, cfg.method)
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return Path(self.config.cache_dir) / f"{cfg.method}-ipc{ipc}-{h.hexdigest()[:20]}.pt"

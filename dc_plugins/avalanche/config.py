@@ -22,6 +22,7 @@ argument away: ``preset="paper"`` (DM 20,000 iterations, DC/DSA 1,000, the paper
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 
 
 from ..config import (read_yaml_mapping, MATCHING_METHODS, METHODS, PRESETS, MatchingConfig, RunConfig, SelectionConfig,
-                      apply_overrides, check_method, resolve)
+                      TrajectoryConfig, apply_overrides, check_method, check_trajectory, resolve)
 from ..models import ConvNetSpec
 
 __all__ = ["CondensedReplayConfig", "MEMORY_TRANSFORMS"]
@@ -44,7 +45,7 @@ class CondensedReplayConfig:
     """Settings of the condensation that fills a :class:`~dc_plugins.avalanche.CondensedBuffer`.
 
     Attributes:
-        method: ``dm`` (default), ``dc``, ``dsa`` (condensation) or ``random``, ``herding``, ``kcenter``,
+        method: ``dm`` (default), ``dc``, ``dsa``, ``mtt``, ``selmatch`` (condensation) or ``random``, ``herding``, ``kcenter``,
             ``forgetting`` (the engine's coreset baselines, through the same buffer).
         ipc: images per class. ``None``: ``mem_size`` is shared equally between the classes,
             every slot used (the remainder goes to the earliest classes, as in Avalanche's
@@ -80,6 +81,11 @@ class CondensedReplayConfig:
             through the stream's own transform groups, as Avalanche's buffers replay them.
         progress: show a tqdm bar while condensing.
         matching, selection: the engine's matcher and coreset settings (``None`` = preset).
+        trajectory: MTT's and SelMatch's settings (``None`` = preset). Each condensation trains the experts it
+            needs on the experience's classes first: with ``cpu-quick`` 2 experts of 6 epochs,
+            then 50 iterations of 10 synthetic steps (see ``PRESETS`` in :mod:`dc_plugins.config`);
+            with ``cache_dir`` the experts are saved next to the cached set (``<name>.experts/``)
+            and reused, else kept in memory.
     """
 
     method: str = "dm"
@@ -97,6 +103,7 @@ class CondensedReplayConfig:
     progress: bool = True
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -105,9 +112,6 @@ class CondensedReplayConfig:
         """Raise ``ValueError`` naming the bad value and what is allowed."""
         if not isinstance(self.method, str):
             raise ValueError(f"method must be a string; allowed: {', '.join(METHODS)}")
-        if self.method.lower() == "mtt":
-            raise ValueError("method 'mtt' is not available in this version of dc-plugins; "
-                             f"allowed: {', '.join(METHODS)}")
         self.method = check_method(self.method)
         if self.ipc is not None and (isinstance(self.ipc, bool) or not isinstance(self.ipc, int) or self.ipc <= 0):
             raise ValueError(f"ipc must be a positive integer or None, got {self.ipc!r}")
@@ -126,6 +130,7 @@ class CondensedReplayConfig:
             raise ValueError(f"unknown preset {self.preset!r}; allowed: {', '.join(PRESETS)}")
         if self.net is not None:
             ConvNetSpec.parse(self.net)  # raises a ValueError naming the bad token
+        check_trajectory(self.trajectory)
         return self
 
     @property
@@ -142,12 +147,14 @@ class CondensedReplayConfig:
         return resolve(RunConfig(method=self.method, ipc=ipc, iterations=self.iterations,
                                  preset=self.preset, seed=self.seed, net=self.resolved_net,
                                  matching=dataclasses.replace(self.matching),
-                                 selection=dataclasses.replace(self.selection)))
+                                 selection=dataclasses.replace(self.selection),
+                                 trajectory=copy.deepcopy(self.trajectory)))
 
     def replace(self, **overrides: Any) -> "CondensedReplayConfig":
         """A copy with fields replaced; unknown names raise ``KeyError`` listing the allowed ones."""
         cfg = dataclasses.replace(self, matching=dataclasses.replace(self.matching),
-                                  selection=dataclasses.replace(self.selection))
+                                  selection=dataclasses.replace(self.selection),
+                                  trajectory=copy.deepcopy(self.trajectory))
         if overrides:
             apply_overrides(cfg, overrides)
         return cfg.validate()
