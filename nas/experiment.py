@@ -114,7 +114,7 @@ def select_archs(config: NasConfig) -> list[str]:
     """The architectures of the run: the explicit list or the product grid, then the seeded subset."""
     s = config.space
     archs = list(s.archs) if s.archs is not None else grid_archs(s.widths, s.depths, s.norms, s.activations, s.poolings)
-    return sample_archs(archs, s.max_archs, s.seed)
+    return sample_archs(archs, s.max_archs, s.seed, cover=s.cover_choices)
 
 
 def train_fingerprint(kind: str, config: NasConfig, repeats: int | None = None) -> dict:

@@ -92,6 +92,7 @@ def score_proxy(proxy: Mapping[str, float], reference: Mapping[str, float],
         top = top_k(ref, k)
         row["spearman_top"][str(spec)] = spearman([proxy[a] for a in top], [ref[a] for a in top])
         row["top_k"][str(spec)] = k
+        row.setdefault("reference_spread", {})[str(spec)] = ref[top[0]] - ref[top[-1]]  # best minus k-th
     best = sorted(common, key=lambda a: (-proxy[a], a))[0]
     row.update(best_arch_by_proxy=best, best_arch_reference_accuracy=ref[best],
                best_arch_proxy_accuracy=proxy[best], best_reference_accuracy=max(ref.values()))
@@ -289,6 +290,10 @@ def format_table(rows: list[dict]) -> str:
     best = rows[0]["best_reference_accuracy"]
     lines.append("")
     lines.append(f"Best whole-set accuracy over the architectures: {100 * best:.1f} %.")
+    spread = rows[0].get("reference_spread")
+    if spread:
+        lines.append("Reference spread (best minus k-th whole-set accuracy): "
+                     + ", ".join(f"top-{k} {100 * v:.1f} points" for k, v in spread.items()) + ".")
     if any(r.get("early_stopping_equal_compute") for r in rows):
         lines.append("Compute: build plus every trial's training and validation, from the recorded times (device "
                      "in brackets). Early stopping at equal compute: the budget at which the early-stopping "

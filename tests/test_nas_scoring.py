@@ -190,3 +190,12 @@ def test_cost_columns_come_from_the_recorded_times():
     for r in runs["random"].records.values():
         r.device = ""
     assert proxy_compute(runs["random"])["compute_device"] == "?"
+
+
+def test_the_table_says_how_far_the_reference_top_spreads():
+    ref = {"a": 0.9, "b": 0.85, "c": 0.6, "d": 0.5}
+    row = {"proxy": "whole", **score_proxy(ref, ref, ["2", "3"]), "train_minutes": 1.0, "build_minutes": 0.0,
+           "storage_images": 1000, "storage_bytes": 4000, "failed": 0}
+    assert row["reference_spread"] == pytest.approx({"2": 0.05, "3": 0.3})
+    assert "Reference spread (best minus k-th whole-set accuracy): top-2 5.0 points, top-3 30.0 points." \
+        in format_table([row])
