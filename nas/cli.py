@@ -67,10 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args):
+def _overrides(args) -> list[dict]:
     from dc_plugins.config import nest
 
-    from .config import load_config, parse_assignment
+    from .config import parse_assignment
 
     # Flags, then --set items: each one nested mapping for the one override mechanism
     # (dc_plugins.config.apply_overrides, through load_config).
@@ -79,7 +79,13 @@ def _config(args):
     overrides += [parse_assignment(item) for item in args.set]
     if args.no_progress:
         overrides.append({"progress": False})
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def _config(args):
+    from .config import load_config
+
+    return load_config(args.config, _overrides(args))
 
 
 _ARITY = {"run": (0, 0), "score": (0, 1), "export": (2, 2), "import": (1, 2)}
@@ -169,21 +175,20 @@ def _export(args) -> int:
     return 0
 
 
-def _given_config(args) -> bool:
-    """Whether the command line names a config (a file, a flag or a --set)."""
-    return bool(args.config or args.set or any(getattr(args, flag.replace("-", "_")) is not None for flag in _FLAGS))
-
-
 def _import(args) -> int:
-    """Seed a run folder: with the config the command line gives, else the one stored in the file."""
+    """Seed a run folder for the config of ``--config``, else the one stored in the file; flags and
+    ``--set`` apply on top of either (``--root`` for where the data is on this machine)."""
     from .config import NasConfig, apply_values
     from .results import import_results, read_results_file
 
     path = args.paths[0]
-    if _given_config(args):
+    if args.config:
         cfg = _config(args)
     else:
-        cfg = apply_values(NasConfig(), read_results_file(path)["config"]).validate()
+        cfg = apply_values(NasConfig(), read_results_file(path)["config"])
+        for values in _overrides(args):
+            apply_values(cfg, values)
+        cfg.validate()
     out = args.paths[1] if len(args.paths) > 1 else cfg.out
     summary = import_results(path, cfg, out)
     for label, counts in summary.items():

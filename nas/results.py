@@ -86,6 +86,12 @@ def _proxy_config(run, out: Path | None, config: NasConfig) -> dict:
                      f"finished trial is reused) to rewrite results.json")
 
 
+def _row(record) -> list:
+    """One trial's row; times to 6 significant digits (wall-clock noise is larger; the file stays small)."""
+    return [float(f"{v:.6g}") if c in ("seconds", "eval_seconds") else v
+            for c, v in ((c, getattr(record, c)) for c in TRIAL_COLUMNS)]
+
+
 def results_payload(results, out: str | Path | None = None) -> dict:
     """The results-file content of ``results`` (a :class:`~nas.experiment.NasResults`)."""
     from .experiment import train_fingerprint
@@ -94,7 +100,7 @@ def results_payload(results, out: str | Path | None = None) -> dict:
     proxies = {}
     for label, run in results.runs.items():
         p = run.proxy
-        rows = [[getattr(r, c) for c in TRIAL_COLUMNS] for r in run.records.values()]  # failed too: the table counts them
+        rows = [_row(r) for r in run.records.values()]  # failed ones too: the table counts them
         proxies[label] = {"kind": p.kind, "key": p.key, "config": _proxy_config(run, Path(out) if out else None, config),
                           "train": train_fingerprint(p.kind, config), "num_images": p.num_images,
                           "storage_bytes": p.storage_bytes, "build_seconds": p.build_seconds,
