@@ -314,7 +314,7 @@ def test_the_cifar10_jpeg_reduced_config_loads_and_validates():
 
 
 def test_the_cifar10_jpeg_reduced_config_names_a_known_dataset():
-    import dc_plugins.data as data
+    from dc_plugins import data
 
     cfg = load_config("nas_cifar10_jpeg_reduced")
     if "imagefolder" not in getattr(data, "FOLDER_DATASETS", ()):
