@@ -9,7 +9,8 @@ Engines: ``sequential`` (default) runs trials in this process with NNI's
 training-service engine, i.e. NNI manager, web UI and the ``local`` / ``remote`` / ... training
 service given in the config. Resume: trial records (``trials/<proxy>/<arch>.json``) are
 written by the trials themselves, so a rerun with the same config skips every architecture that
-finished before, whatever stopped the run.
+finished before, whatever stopped the run; ``dc-nas import`` (:mod:`nas.results`) writes them from a
+committed results file, so that a fresh checkout continues a grid the same way.
 
 The ``ts`` engine runs each trial as a new process, ``<python> -m nni.nas.execution.training_service
 trial``, where ``<python>`` is the interpreter that started ``dc-nas`` (``sys.executable``, an
