@@ -34,8 +34,8 @@ from pathlib import Path
 
 from dc_plugins import __version__
 from dc_plugins.config import METHODS, SELECTION_METHODS, MatchingConfig, SelectionConfig, apply_overrides
-from dc_plugins.fingerprint import config_hash
 from dc_plugins.io import write_json
+from dc_plugins.fingerprint import config_hash  # noqa: I001 (below io: keeps clear of other branches' edits above)
 from dc_plugins.synthetic import CorruptSetError, SyntheticSet
 
 from .config import DataConfig, ProxyConfig
