@@ -2,10 +2,11 @@
 
     .venv/bin/python examples/nas_proxy.py --setting offline-reduced   # USPS, 120 archs, 2 CPU cores, ~40 min
     .venv/bin/python examples/nas_proxy.py --setting cifar10-full      # CIFAR-10, 720 archs, GPU
+    .venv/bin/python examples/nas_proxy.py --setting cifar10-jpeg-reduced   # CIFAR-10-JPEG, 120 archs, ~5 h CPU
     .venv/bin/python examples/nas_proxy.py --setting offline-reduced --tiny   # a 2-minute check
 
 Each setting is a YAML config shipped inside the ``nas`` package (nas/configs/nas_offline_reduced.yaml,
-nas_cifar10_full.yaml; ``dc-nas --config nas_offline_reduced`` reads the same file, from a pip
+nas_cifar10_full.yaml, nas_cifar10_jpeg_reduced.yaml; ``dc-nas --config nas_offline_reduced`` reads the same file, from a pip
 install too) that documents its data, grid subset, image size and epochs; any field can be
 overridden with ``--set key=value``. ``--tiny`` runs the same pipeline on 4
 architectures with a few steps each, to check an installation. Interrupted runs resume where
@@ -28,7 +29,8 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 from nas.cli import INPUT_ERRORS  # noqa: E402
 from nas.config import load_config, parse_assignment  # noqa: E402
 
-SETTINGS = {"offline-reduced": "nas_offline_reduced", "cifar10-full": "nas_cifar10_full"}  # packaged configs
+SETTINGS = {"offline-reduced": "nas_offline_reduced", "cifar10-full": "nas_cifar10_full",
+            "cifar10-jpeg-reduced": "nas_cifar10_jpeg_reduced"}  # packaged configs
 
 # The DC paper's table (CIFAR-10, 720 ConvNets, 10 images per class, 100 epochs), for comparison.
 PAPER = """| proxy (paper, CIFAR-10) | best arch's whole-set acc. (%) | Spearman (top) | time (min) | storage (images) |

@@ -1,9 +1,10 @@
 """NAS proxies for NNI 3.0: the DC paper's ConvNet grid as an NNI model space, proxy training
 sets (condensed, coreset, early stopping, whole) cached on disk, a FunctionalEvaluator trial,
-grid experiments with resume, and Spearman scoring.
+grid experiments with resume, Spearman scoring with each proxy's compute, and results files that
+a fresh checkout re-scores and continues from.
 
 Modules: :mod:`nas.space`, :mod:`nas.proxy`, :mod:`nas.evaluator`, :mod:`nas.experiment`,
-:mod:`nas.scoring`, :mod:`nas.config`, :mod:`nas.data`, :mod:`nas.cli` (``dc-nas``). Importing
+:mod:`nas.scoring`, :mod:`nas.results`, :mod:`nas.config`, :mod:`nas.data`, :mod:`nas.cli` (``dc-nas``). Importing
 ``nas`` itself is cheap; NNI is imported by the modules that need it.
 """
 

@@ -55,7 +55,8 @@ class DataConfig:
 @dataclass
 class SpaceConfig:
     """The architectures: the product of the value lists (720 with the defaults), or an explicit
-    ``archs`` list; ``max_archs`` keeps a seeded random subset of them."""
+    ``archs`` list; ``max_archs`` keeps a seeded random subset of them, with every value of every
+    design choice in it when ``cover_choices`` is true (:func:`nas.space.sample_archs`)."""
 
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
@@ -65,6 +66,7 @@ class SpaceConfig:
     archs: list[str] | None = None
     max_archs: int | None = None
     seed: int = 0
+    cover_choices: bool = False
 
 
 @dataclass

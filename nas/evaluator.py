@@ -53,9 +53,11 @@ class TrialRecord:
     accuracies: list = dataclasses.field(default_factory=list)  # one per repeat (train.repeats)
     intermediate: list = dataclasses.field(default_factory=list)  # [[epoch, accuracy], ...]
     seconds: float = 0.0             # training + validation time of this trial
+    eval_seconds: float = 0.0        # of which validation (the intermediate and final accuracies)
     steps: int = 0                   # SGD steps taken
     images_seen: int = 0             # images forwarded and backpropagated (compute)
     error: str | None = None
+    device: str = ""                 # where it trained (cpu, cuda): the unit of ``seconds``; "" = unknown
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -119,6 +121,7 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
             record = run
         else:
             record.seconds += run.seconds
+            record.eval_seconds += run.eval_seconds
             record.steps += run.steps
             record.images_seen += run.images_seen
         record.accuracies.append(run.accuracy)
@@ -164,7 +167,8 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
     total, _ = _budget(proxy, train, images.shape[0], split.num_classes)
     opt = torch.optim.SGD(net.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
     decay_at = total // 2
-    record = TrialRecord(arch=spec.arch, proxy=proxy.label, proxy_key=proxy.key, status="running")
+    record = TrialRecord(arch=spec.arch, proxy=proxy.label, proxy_key=proxy.key, status="running",
+                         device=device.type)
     start = time.perf_counter()
     steps, epoch = 0, 0
     bar = tqdm(total=total, desc=f"{proxy.label} {spec.arch}", unit="step", disable=not progress, leave=False)
@@ -188,13 +192,17 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
                 bar.update(1)
             epoch += 1
             if epoch % train.report_every == 0 and steps < total:
+                tick = time.perf_counter()
                 acc = accuracy(net, split.val.images, split.val.labels)
+                record.eval_seconds += time.perf_counter() - tick
                 record.intermediate.append([epoch, acc])
                 if report is not None:
                     report(epoch, acc)
     finally:
         bar.close()
+    tick = time.perf_counter()
     record.accuracy = accuracy(net, split.val.images, split.val.labels)
+    record.eval_seconds += time.perf_counter() - tick
     record.steps = steps
     record.seconds = time.perf_counter() - start
     record.status = "finished"

@@ -9,7 +9,8 @@ Engines: ``sequential`` (default) runs trials in this process with NNI's
 training-service engine, i.e. NNI manager, web UI and the ``local`` / ``remote`` / ... training
 service given in the config. Resume: trial records (``trials/<proxy>/<arch>.json``) are
 written by the trials themselves, so a rerun with the same config skips every architecture that
-finished before, whatever stopped the run.
+finished before, whatever stopped the run; ``dc-nas import`` (:mod:`nas.results`) writes them from a
+committed results file, so that a fresh checkout continues a grid the same way.
 
 The ``ts`` engine runs each trial as a new process, ``<python> -m nni.nas.execution.training_service
 trial``, where ``<python>`` is the interpreter that started ``dc-nas`` (``sys.executable``, an
@@ -59,7 +60,8 @@ from .proxy import Proxy, ProxyProvider, parse_proxy_entry
 from .space import arch_from_sample, check_space, grid_archs, make_space, sample_archs
 
 __all__ = ["ProxyRun", "NasResults", "select_archs", "run_proxy_experiment", "run_nas", "write_results",
-           "load_results", "check_training_service", "TrainingServiceUnavailable"]
+           "load_results", "check_training_service", "TrainingServiceUnavailable", "train_fingerprint",
+           "records_dir"]
 
 _logger = logging.getLogger(__name__)
 
@@ -89,7 +91,8 @@ class ProxyRun:
     def summary(self) -> dict:
         p = self.proxy
         return {"label": p.label, "kind": p.kind, "key": p.key, "set_path": p.set_path, "num_images": p.num_images,
-                "storage_bytes": p.storage_bytes, "build_seconds": p.build_seconds, "cached": p.cached,
+                "storage_bytes": p.storage_bytes, "build_seconds": p.build_seconds, "build_device": p.build_device,
+                "cached": p.cached, "config": p.config,
                 "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds,
                 "finished": len(self.finished), "failed": len(self.failed), "skipped": len(self.skipped),
                 "experiment_id": self.experiment_id}
@@ -105,32 +108,45 @@ class NasResults:
     out: str = ""
     agreement: list[dict] = field(default_factory=list)  # seed-to-seed, runs with train.repeats >= 2
     choices: list[dict] = field(default_factory=list)    # design choices in each run's own top-k
+    commit: str = "unknown"                              # code commit of the run (git HEAD), or "unknown"
 
 
 def select_archs(config: NasConfig) -> list[str]:
     """The architectures of the run: the explicit list or the product grid, then the seeded subset."""
     s = config.space
     archs = list(s.archs) if s.archs is not None else grid_archs(s.widths, s.depths, s.norms, s.activations, s.poolings)
-    return sample_archs(archs, s.max_archs, s.seed)
+    return sample_archs(archs, s.max_archs, s.seed, cover=s.cover_choices)
 
 
-def _records_dir(out: Path, proxy: Proxy, config: NasConfig, repeats: int | None = None) -> Path:
-    """This proxy's trial records for ``config.train`` (``repeats``: the same with that many trainings)."""
+def train_fingerprint(kind: str, config: NasConfig, repeats: int | None = None) -> dict:
+    """What of ``config.train`` a trial of a proxy of this ``kind`` depends on (its records
+    folder is keyed by the hash of this; results files carry it for their resume checks)."""
     train = dataclasses.asdict(config.train)
     if repeats is not None:
         train["repeats"] = repeats
     # Only the budget this proxy trains for enters its key: a longer reference training must not
     # throw away the proxies' trials, nor a longer proxy training the reference's.
-    train.pop("epochs" if proxy.kind == "whole" else "whole_epochs")
+    train.pop("epochs" if kind == "whole" else "whole_epochs")
     # Likewise the augmentation: the one this proxy trains with (a key unchanged when unset).
-    train["augment"] = config.train.augment_for(proxy.kind)
+    train["augment"] = config.train.augment_for(kind)
     del train["proxy_augment"]
     # How often a trial reports its validation accuracy does not change its training (validation
     # runs in eval mode, without gradients or random draws), so a sparser curve reuses the trials.
     del train["report_every"]
+    return train
+
+
+def _records_dir(out: Path, proxy: Proxy, config: NasConfig, repeats: int | None = None) -> Path:
+    """This proxy's trial records for ``config.train`` (``repeats``: the same with that many trainings)."""
+    train = train_fingerprint(proxy.kind, config, repeats)
     train_key = hashlib.sha256(json.dumps(train, sort_keys=True).encode()).hexdigest()
     # Absolute: trials of the training-service engine run in other processes (and directories).
     return (out / "trials" / f"{proxy.label.replace(':', '-')}-{proxy.key[:12]}-{train_key[:8]}").resolve()
+
+
+def records_dir(out: str | Path, proxy: Proxy, config: NasConfig) -> Path:
+    """Where the trial records of ``proxy`` under ``config.train`` live in the run folder ``out``."""
+    return _records_dir(Path(out), proxy, config)
 
 
 def _finished_records(records_dir: Path, archs: list[str], proxy: Proxy) -> dict[str, TrialRecord]:
@@ -387,10 +403,15 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
     write_json(out / "config.json", config.to_dict())
     provider = ProxyProvider(split, config.proxy, config.proxy.cache_dir or out / "proxies",
                              progress=config.progress)
-    results = NasResults(config.to_dict(), split.describe(), archs, {}, out=str(out))
+    from .results import git_commit
+
+    results = NasResults(config.to_dict(), split.describe(), archs, {}, out=str(out), commit=git_commit())
     for entry in config.proxies:
-        with torch_threads(config.threads):  # building a proxy (condensation) runs in this process
-            proxy = provider.get(entry)
+        # A proxy whose every trial came from a results file (dc-nas import) is not rebuilt.
+        proxy = _imported_proxy(out, entry, provider, config, archs)
+        if proxy is None:
+            with torch_threads(config.threads):  # building a proxy (condensation) runs in this process
+                proxy = provider.get(entry)
         _logger.info("proxy %s: %d images (%s)", proxy.label, proxy.num_images, "cached" if proxy.cached else "built")
         results.runs[proxy.label] = run_proxy_experiment(archs, proxy, split, config, out=out, function=function)
         write_results(results)  # partial results survive an interruption of later proxies
@@ -401,6 +422,33 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
             from .scoring import scatter_plot
             scatter_plot(results.runs, reference, out / "scatter.png")
     return results
+
+
+def _imported_proxy(out: Path, entry: str, provider: ProxyProvider, config: NasConfig,
+                    archs: list[str]) -> Proxy | None:
+    """The proxy of ``entry`` as ``dc-nas import`` described it (``<out>/imported.json``), when
+    every architecture has a finished record of its key, so that a run continued from a results
+    file does not rebuild (condense again) a proxy it has nothing left to train on; else None."""
+    from .results import IMPORTED
+
+    path = out / IMPORTED
+    if not path.is_file():
+        return None
+    try:
+        described = json.loads(path.read_text())["proxies"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    label, kind, key, key_cfg = provider.describe(entry)
+    info = described.get(label)
+    if not isinstance(info, dict) or info.get("key") != key:
+        return None
+    proxy = Proxy(label=label, kind=kind, key=key, data=provider._trial_data(), set_path=None,
+                  num_images=info["num_images"], storage_bytes=info["storage_bytes"], ipc=config.proxy.ipc,
+                  build_seconds=info["build_seconds"], config=key_cfg, build_device=info.get("build_device", ""),
+                  cached=True)
+    if len(_finished_records(_records_dir(out, proxy, config), archs, proxy)) < len(archs):
+        return None
+    return proxy
 
 
 def score_results(results: NasResults, reference: str, ks) -> NasResults:
@@ -417,7 +465,8 @@ def score_results(results: NasResults, reference: str, ks) -> NasResults:
 
 # -- results files --------------------------------------------------------------------------------
 
-CSV_FIELDS = ("proxy", "arch", "status", "accuracy", "seconds", "steps", "images_seen", "error")
+CSV_FIELDS = ("proxy", "arch", "status", "accuracy", "seconds", "eval_seconds", "steps", "images_seen", "device",
+              "error")
 
 
 def write_results(results: NasResults) -> None:
@@ -430,7 +479,8 @@ def write_results(results: NasResults) -> None:
     payload = {"config": results.config, "data": results.data, "archs": results.archs,
                "proxies": {label: {**run.summary(), "trials": [r.to_dict() for r in run.records.values()]}
                            for label, run in results.runs.items()},
-               "scores": results.scores, "agreement": results.agreement, "choices": results.choices}
+               "scores": results.scores, "agreement": results.agreement, "choices": results.choices,
+               "commit": results.commit}
     write_json(out / "results.json", payload)
     with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -461,8 +511,10 @@ def load_results(out: str | Path) -> NasResults:
     for label, d in payload["proxies"].items():
         proxy = Proxy(label=d["label"], kind=d["kind"], key=d["key"], data=payload["config"]["data"],
                       set_path=d.get("set_path"), num_images=d["num_images"], storage_bytes=d["storage_bytes"],
-                      ipc=payload["config"]["proxy"]["ipc"], build_seconds=d["build_seconds"], config={})
+                      ipc=payload["config"]["proxy"]["ipc"], build_seconds=d["build_seconds"],
+                      config=d.get("config") or {}, build_device=d.get("build_device", ""),
+                      cached=bool(d.get("cached")))
         records = {t["arch"]: TrialRecord(**t) for t in d["trials"]}
         runs[label] = ProxyRun(proxy, records, experiment_id=d.get("experiment_id"), wall_seconds=d["wall_seconds"])
     return NasResults(payload["config"], payload["data"], payload["archs"], runs, payload.get("scores", []), str(out),
-                      payload.get("agreement", []), payload.get("choices", []))
+                      payload.get("agreement", []), payload.get("choices", []), payload.get("commit", "unknown"))

@@ -36,6 +36,7 @@ from dc_plugins import __version__
 from dc_plugins.config import (METHODS, SELECTION_METHODS, TRAJECTORY_METHODS, MatchingConfig, SelectionConfig,
                                TrajectoryConfig, apply_overrides, check_trajectory)
 from dc_plugins.io import write_json
+from dc_plugins.fingerprint import config_hash  # noqa: I001 (below io: keeps clear of other branches' edits above)
 from dc_plugins.synthetic import CorruptSetError, SyntheticSet
 
 from .config import DataConfig, ProxyConfig
@@ -99,6 +100,7 @@ class Proxy:
     ipc: int
     build_seconds: float
     config: dict
+    build_device: str = ""                            # where the set was built (cpu, cuda); "" = unknown
     path: str = ""                                    # where this descriptor lives (not saved)
     cached: bool = field(default=False, compare=False)  # True when reused from disk (not saved)
 
@@ -227,14 +229,20 @@ class ProxyProvider:
             raise ValueError(f"proxy.iterations for {kind} must be a non-negative integer, got {its!r}")
         return its
 
+    def describe(self, entry: str) -> tuple[str, str, str, dict]:
+        """``(label, kind, key, key config)`` of one ``proxies`` entry, without building it: the
+        key is :func:`dc_plugins.fingerprint.config_hash` of :meth:`key_config`."""
+        kind, file = parse_proxy_entry(entry)
+        label = kind if kind != "file" else f"file:{Path(file).stem}"
+        key_cfg = self.key_config(kind, file)
+        return label, kind, config_hash(key_cfg), key_cfg
+
     def get(self, entry: str) -> Proxy:
         """The proxy for one ``proxies`` entry, from the cache when its key matches."""
         kind, file = parse_proxy_entry(entry)
-        label = kind if kind != "file" else f"file:{Path(file).stem}"
         if kind == "file":
             self._check_file(file)
-        key_cfg = self.key_config(kind, file)
-        key = hashlib.sha256(json.dumps(key_cfg, sort_keys=True, default=str).encode()).hexdigest()
+        label, kind, key, key_cfg = self.describe(entry)
         folder = self.cache_dir / f"{label.replace(':', '-')}-{key[:16]}"
         cached = self._load_cached(folder / DESCRIPTOR, key)
         if cached is not None:
@@ -300,7 +308,8 @@ class ProxyProvider:
             set_path, n, nbytes = str((folder / "set.pt").resolve()), len(syn), syn.images.numel() * 4
         return Proxy(label=label, kind=kind, key=key, data=self._trial_data(),
                      set_path=set_path, num_images=n, storage_bytes=int(nbytes), ipc=self.config.ipc,
-                     build_seconds=time.perf_counter() - start, config=key_cfg)
+                     build_seconds=time.perf_counter() - start, config=key_cfg,
+                     build_device=train.images.device.type if kind in SET_KINDS else "")
 
 
 def _file_sha256(path: str | None) -> str:

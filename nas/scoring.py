@@ -5,6 +5,12 @@ accuracies and the reference's (the whole training set), over all architectures 
 both and over the top-k by reference accuracy; the reference accuracy of the architecture the
 proxy ranks first; training time; storage. ``k`` is an integer or a percentage of the
 architectures (``"5%"``, rounded up).
+
+The cost axis (:func:`proxy_compute`): each proxy's compute is its build time plus the training
+(and validation) seconds of all its trials, on the device its records name (``cpu``, ``cuda``),
+so that a reader compares the Spearman columns per unit of compute; and, for every set proxy,
+the budget at which the early-stopping baseline (the whole training part, cut to a step budget)
+would cost the same (:func:`equal_compute_early_stopping`).
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ from dc_plugins.io import atomic_path
 
 __all__ = ["spearman", "parse_k", "check_top_k", "top_k", "score_proxy", "score_runs", "format_table",
            "repeat_agreement", "format_agreement", "top_k_choices", "format_choices", "format_report",
-           "scatter_plot", "SCORE_FIELDS"]
+           "scatter_plot", "proxy_compute", "equal_compute_early_stopping", "SCORE_FIELDS"]
 
 SCORE_FIELDS = ("proxy", "n", "spearman_all", "spearman_top", "top_k", "best_arch_by_proxy",
                 "best_arch_reference_accuracy", "best_reference_accuracy", "best_arch_proxy_accuracy",
-                "train_minutes", "build_minutes", "storage_images", "storage_bytes", "failed")
+                "train_minutes", "build_minutes", "compute_minutes", "compute_device", "compute_fraction",
+                "early_stopping_equal_compute", "storage_images", "storage_bytes", "failed")
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -85,23 +92,77 @@ def score_proxy(proxy: Mapping[str, float], reference: Mapping[str, float],
         top = top_k(ref, k)
         row["spearman_top"][str(spec)] = spearman([proxy[a] for a in top], [ref[a] for a in top])
         row["top_k"][str(spec)] = k
+        row.setdefault("reference_spread", {})[str(spec)] = ref[top[0]] - ref[top[-1]]  # best minus k-th
     best = sorted(common, key=lambda a: (-proxy[a], a))[0]
     row.update(best_arch_by_proxy=best, best_arch_reference_accuracy=ref[best],
                best_arch_proxy_accuracy=proxy[best], best_reference_accuracy=max(ref.values()))
     return row
 
 
-def score_runs(runs: Mapping, reference: str = "whole", ks: Sequence[str | int] = ("10", "30", "5%")) -> list[dict]:
-    """One row per proxy run (``nas.experiment.ProxyRun``), the paper's NAS table columns."""
+def proxy_compute(run) -> dict:
+    """The compute of one proxy run (``nas.experiment.ProxyRun``) from its recorded times: build
+    seconds (condensation or selection, once for every architecture) plus every trial's seconds
+    (training and validation, all ``train.repeats``), in minutes, and the device(s) they ran on
+    (``"cpu"``, ``"cuda"``, ``"cpu+cuda"``; ``"?"`` for records that do not say)."""
+    train = sum(r.seconds for r in run.records.values())
+    devices = {getattr(r, "device", "") or "?" for r in run.records.values() if r.seconds}
+    build_device = getattr(run.proxy, "build_device", "")
+    if run.proxy.build_seconds > 1 and build_device:
+        devices.add(build_device)
+    known = sorted(d for d in devices if d != "?")
+    device = "+".join(known) if known else ("?" if devices else "")
+    return {"build_minutes": run.proxy.build_seconds / 60, "train_minutes": train / 60,
+            "compute_minutes": (run.proxy.build_seconds + train) / 60, "compute_device": device}
+
+
+def equal_compute_early_stopping(run, early, archs: Sequence[str] | None = None) -> dict | None:
+    """The early-stopping budget that costs what ``run`` cost, from the recorded times.
+
+    Over the architectures finished under both (or ``archs``): ``run``'s compute C (its build plus
+    its trials' seconds) against the early-stopping run's measured training seconds per image
+    seen, summed over the architectures (R), and its validation seconds (V, paid at any budget):
+    each architecture could have trained on ``(C - V) / R`` images of the whole training part.
+    Returned as SGD ``steps``, as ``epochs`` on ``run``'s set size (the ``train.epochs`` that gives
+    early stopping this budget, as its steps are counted), and as the multiple of the budget
+    early stopping ran with (``ratio``). None when either run has no usable timed trial."""
+    common = [a for a in (archs if archs is not None else run.finished) if a in run.finished and a in early.finished]
+    es = [early.records[a] for a in common if early.records[a].images_seen > 0 and early.records[a].steps > 0]
+    if not es or len(es) != len(common):
+        return None
+    mine = [run.records[a] for a in common]
+    cost = run.proxy.build_seconds + sum(r.seconds for r in mine)
+    per_image = sum((r.seconds - getattr(r, "eval_seconds", 0.0)) / r.images_seen for r in es)
+    validation = sum(getattr(r, "eval_seconds", 0.0) for r in es)
+    if per_image <= 0 or cost <= validation:
+        return None
+    images = (cost - validation) / per_image
+    images_per_step = sum(r.images_seen for r in es) / sum(r.steps for r in es)
+    ran = sum(r.images_seen for r in es) / len(es)
+    return {"steps": images / images_per_step, "epochs": images / run.proxy.num_images, "ratio": images / ran,
+            "n": len(common)}
+
+
+def score_runs(runs: Mapping, reference: str = "whole", ks: Sequence[str | int] = ("10", "30", "5%"),
+               early_stopping: str = "early-stopping") -> list[dict]:
+    """One row per proxy run (``nas.experiment.ProxyRun``): the paper's NAS table columns, and
+    the cost axis (:func:`proxy_compute`; ``compute_fraction``: of the reference's compute;
+    ``early_stopping_equal_compute``: :func:`equal_compute_early_stopping` for each set proxy when
+    an ``early_stopping`` run is there)."""
     if reference not in runs:
         raise ValueError(f"reference proxy {reference!r} was not run; runs: {', '.join(runs)}")
     ref = runs[reference].finished
+    ref_compute = proxy_compute(runs[reference])["compute_minutes"]
+    early = runs.get(early_stopping)
     rows = []
     for label, run in runs.items():
         row = {"proxy": label, **score_proxy(run.finished, ref, ks)}
-        row.update(train_minutes=run.train_seconds / 60, build_minutes=run.proxy.build_seconds / 60,
+        compute = proxy_compute(run)
+        row.update(compute, compute_fraction=compute["compute_minutes"] / ref_compute if ref_compute else None,
                    storage_images=run.proxy.num_images, storage_bytes=run.proxy.storage_bytes,
                    failed=len(run.failed))
+        whole_kind = getattr(run.proxy, "kind", label) in ("whole", "early-stopping")
+        row["early_stopping_equal_compute"] = (equal_compute_early_stopping(run, early)
+                                               if early is not None and not whole_kind else None)
         rows.append(row)
     return rows
 
@@ -216,18 +277,46 @@ def format_table(rows: list[dict]) -> str:
     ks = list(rows[0]["spearman_top"])
     head = (["proxy", "best-by-proxy arch", "its whole-set acc. (%)"]
             + [f"Spearman {label}" for label in _spearman_heads(rows[0], ks)]
-            + ["train (min)", "build (min)", "storage (images)", "failed"])
+            + ["train (min)", "build (min)", "compute (min)", "of reference's", "early stopping at equal compute",
+               "storage (images)", "failed"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = ([r["proxy"], r["best_arch_by_proxy"], _fmt(100 * r["best_arch_reference_accuracy"], 1)]
                  + _spearman_cells(r, rows[0], ks)
-                 + [_fmt(r["train_minutes"], 1), _fmt(r["build_minutes"], 1),
+                 + [_fmt(r["train_minutes"], 1), _fmt(r["build_minutes"], 1), _compute_cell(r),
+                    _percent(r.get("compute_fraction")), _equal_compute_cell(r.get("early_stopping_equal_compute")),
                     f"{r['storage_images']:,}", str(r["failed"])])
         lines.append("| " + " | ".join(cells) + " |")
     best = rows[0]["best_reference_accuracy"]
     lines.append("")
     lines.append(f"Best whole-set accuracy over the architectures: {100 * best:.1f} %.")
+    spread = rows[0].get("reference_spread")
+    if spread:
+        lines.append("Reference spread (best minus k-th whole-set accuracy): "
+                     + ", ".join(f"top-{k} {100 * v:.1f} points" for k, v in spread.items()) + ".")
+    if any(r.get("early_stopping_equal_compute") for r in rows):
+        lines.append("Compute: build plus every trial's training and validation, from the recorded times (device "
+                     "in brackets). Early stopping at equal compute: the budget at which the early-stopping "
+                     "baseline would cost what that proxy cost, as train.epochs (its unit) and as a multiple of "
+                     "the budget it ran with.")
     return "\n".join(lines)
+
+
+def _compute_cell(row: dict) -> str:
+    if "compute_minutes" not in row:
+        return "n/a"
+    device = row.get("compute_device")
+    return _fmt(row["compute_minutes"], 1) + (f" ({device})" if device else "")
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _equal_compute_cell(eq: dict | None) -> str:
+    if not eq:
+        return ""
+    return f"{eq['epochs']:.0f} epochs ({eq['ratio']:.1f}x)"
 
 
 def scatter_plot(runs: Mapping, reference: str, path: str | Path) -> Path:

@@ -81,15 +81,39 @@ def grid_archs(widths: Sequence[int] = WIDTHS, depths: Sequence[int] = DEPTHS,
             for w, d, n, a, p in itertools.product(*dims)]
 
 
-def sample_archs(archs: Sequence[Arch], n: int | None, seed: int) -> list[Arch]:
+def sample_archs(archs: Sequence[Arch], n: int | None, seed: int, *, cover: bool = False) -> list[Arch]:
     """A seeded subset of ``n`` architectures (all of them when ``n`` is None or >= their number),
-    returned in the grid's order. Uses its own ``random.Random(seed)``, never the global RNG."""
+    returned in the grid's order. Uses its own ``random.Random(seed)``, never the global RNG.
+
+    ``cover``: every value of every design choice that ``archs`` hold appears in the subset
+    (each width, depth, normalisation, activation and pooling): in a seeded shuffle of ``archs``,
+    the architectures that bring a value not yet present are taken first, then the rest in the
+    shuffle's order. Without it (the default, and the subsets of earlier runs) a plain seeded
+    sample, which can miss a value when ``n`` is small."""
     archs = list(archs)
     if n is None or n >= len(archs):
         return archs
     if n < 1:
         raise ValueError(f"max_archs must be >= 1, got {n}")
-    chosen = set(random.Random(seed).sample(range(len(archs)), n))
+    rng = random.Random(seed)
+    if not cover:
+        chosen = set(rng.sample(range(len(archs)), n))
+        return [a for i, a in enumerate(archs) if i in chosen]
+    order = rng.sample(range(len(archs)), len(archs))
+    values = [{(d, v) for d, v in parse_arch(a).items()} for a in archs]
+    missing = set().union(*values)
+    first: list[int] = []
+    for i in order:
+        if values[i] & missing:
+            first.append(i)
+            missing -= values[i]
+        if not missing:
+            break
+    if len(first) > n:
+        raise ValueError(f"max_archs={n} is too few to hold every design choice of the space (this seed needs "
+                         f"{len(first)} architectures); raise max_archs or set space.cover_choices: false")
+    taken = set(first)
+    chosen = taken | set([i for i in order if i not in taken][: n - len(first)])
     return [a for i, a in enumerate(archs) if i in chosen]
 
 

@@ -290,3 +290,33 @@ def test_a_finished_run_leaves_nni_trial_state_clean(tmp_path):
     run_nas(tiny_config(tmp_path, proxies=["whole"]))
     # otherwise NNI's Evaluator.mock_runtime refuses to run in the same process afterwards
     assert nni.get_current_parameter() is None
+
+
+def test_the_cifar10_jpeg_reduced_config_loads_and_validates():
+    from nas.proxy import ProxyProvider, parse_proxy_entry
+    from nas.space import DIMENSIONS, check_space, grid_archs, parse_arch
+
+    cfg = load_config("examples/configs/nas_cifar10_jpeg_reduced.yaml")   # resolves to the packaged file
+    assert cfg.to_dict() == load_config("nas_cifar10_jpeg_reduced").to_dict()
+    assert (cfg.data.validation, cfg.data.train_per_class, cfg.proxy.ipc, cfg.train.repeats) == ("split", 500, 10, 2)
+    assert [parse_proxy_entry(p)[0] for p in cfg.proxies] == ["whole", "random", "herding", "dc", "dsa", "dm",
+                                                               "early-stopping"]
+    archs = select_archs(cfg)
+    assert len(archs) >= 120 and set(archs) <= set(grid_archs())
+    every = {(d, v) for a in grid_archs() for d, v in parse_arch(a).items()}
+    assert {(d, v) for a in archs for d, v in parse_arch(a).items()} == every and len(DIMENSIONS) == 5
+    check_space(archs, 3, 10, cfg.data.image_size)             # every network builds at 16 px
+    # The proxies' settings are ones the engine accepts (iterations per method, matching overrides);
+    # checked without data: the provider's checks need only its config.
+    provider = object.__new__(ProxyProvider)
+    provider.config = cfg.proxy
+    assert provider.iterations("dsa") == 200 and provider.matching_config().init == "real"
+
+
+def test_the_cifar10_jpeg_reduced_config_names_a_known_dataset():
+    from dc_plugins import data
+
+    cfg = load_config("nas_cifar10_jpeg_reduced")
+    if "imagefolder" not in getattr(data, "FOLDER_DATASETS", ()):
+        pytest.skip("this branch's dc_plugins.data has no 'imagefolder' datasets yet (the loader is on another branch)")
+    assert data.is_folder_dataset(cfg.data.dataset) and cfg.data.root.endswith("cifar10-jpeg")

@@ -144,3 +144,58 @@ def test_top_k_choices_count_the_design_choices_of_each_runs_own_top():
     assert "| dc | 32 1 · 64 1 | 1 1 · 2 1 · 3 0 | none 1 · batch 0 · group 1 | relu 2 | none 0 · max 2 · avg 0 |" in text
     assert format_choices([]) == ""
     assert format_report([], [], rows) == text
+
+
+def _timed_run(kind: str, build_seconds: float, trials: dict, num_images: int = 100, build_device: str = "cpu"):
+    """A proxy run built by hand: ``trials`` maps arch -> (accuracy, seconds, eval_seconds, images_seen, steps)."""
+    records = {a: SimpleNamespace(status="finished", accuracy=acc, accuracies=[acc], seconds=sec, eval_seconds=ev,
+                                  images_seen=img, steps=steps, device="cpu")
+               for a, (acc, sec, ev, img, steps) in trials.items()}
+    proxy = SimpleNamespace(kind=kind, build_seconds=build_seconds, build_device=build_device, num_images=num_images,
+                            storage_bytes=4 * num_images)
+    return SimpleNamespace(proxy=proxy, records=records, failed=[],
+                           finished={a: r.accuracy for a, r in records.items()})
+
+
+def test_cost_columns_come_from_the_recorded_times():
+    from nas.scoring import equal_compute_early_stopping, proxy_compute, score_runs
+
+    runs = {
+        "whole": _timed_run("whole", 0.0, {"a": (0.9, 120, 10, 50_000, 200), "b": (0.8, 180, 10, 50_000, 200)}, 5000),
+        "dc": _timed_run("dc", 60.0, {"a": (0.7, 6, 1, 5000, 50), "b": (0.5, 6, 1, 5000, 50)}),
+        "random": _timed_run("random", 0.0, {"a": (0.6, 6, 1, 5000, 50), "b": (0.65, 6, 1, 5000, 50)}),
+        # Early stopping: 8 steps of 250 images; a trains at 2 ms per image, b at 4 ms, 1 s validation each.
+        "early-stopping": _timed_run("early-stopping", 0.0, {"a": (0.5, 5, 1, 2000, 8), "b": (0.4, 9, 1, 2000, 8)},
+                                     5000),
+    }
+    assert proxy_compute(runs["dc"]) == {"build_minutes": 1.0, "train_minutes": 0.2, "compute_minutes": 1.2,
+                                         "compute_device": "cpu"}
+    # DC cost 72 s for both architectures: early stopping could train (72 - 2) / (0.002 + 0.004) images each,
+    # which costs a 11,666.7 x 0.002 + 1 = 24.3 s and b 47.7 s, 72 s in all.
+    eq = equal_compute_early_stopping(runs["dc"], runs["early-stopping"])
+    assert eq["steps"] == pytest.approx(70 / 0.006 / 250) and eq["epochs"] == pytest.approx(70 / 0.006 / 100)
+    assert eq["ratio"] == pytest.approx(70 / 0.006 / 2000) and eq["n"] == 2
+    rows = {r["proxy"]: r for r in score_runs(runs, "whole", ["2"])}
+    assert rows["whole"]["compute_minutes"] == pytest.approx(5.0) and rows["whole"]["compute_fraction"] == 1.0
+    assert rows["dc"]["compute_fraction"] == pytest.approx(1.2 / 5)
+    assert rows["random"]["early_stopping_equal_compute"]["ratio"] == pytest.approx(10 / 0.006 / 2000)
+    assert rows["whole"]["early_stopping_equal_compute"] is None
+    assert rows["early-stopping"]["early_stopping_equal_compute"] is None
+    text = format_table(list(rows.values()))
+    assert "| compute (min) | of reference's | early stopping at equal compute |" in text
+    assert "| 1.2 (cpu) | 24.0 % | 117 epochs (5.8x) |" in text
+    # A GPU-built proxy with CPU trials says both; records that predate the device field say "?".
+    runs["dc"].proxy.build_device = "cuda"
+    assert proxy_compute(runs["dc"])["compute_device"] == "cpu+cuda"
+    for r in runs["random"].records.values():
+        r.device = ""
+    assert proxy_compute(runs["random"])["compute_device"] == "?"
+
+
+def test_the_table_says_how_far_the_reference_top_spreads():
+    ref = {"a": 0.9, "b": 0.85, "c": 0.6, "d": 0.5}
+    row = {"proxy": "whole", **score_proxy(ref, ref, ["2", "3"]), "train_minutes": 1.0, "build_minutes": 0.0,
+           "storage_images": 1000, "storage_bytes": 4000, "failed": 0}
+    assert row["reference_spread"] == pytest.approx({"2": 0.05, "3": 0.3})
+    assert "Reference spread (best minus k-th whole-set accuracy): top-2 5.0 points, top-3 30.0 points." \
+        in format_table([row])

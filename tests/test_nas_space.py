@@ -96,3 +96,25 @@ def test_bad_values_and_shapes_are_clear_errors():
         ConvNetSpace(1, 10, 16, ["w32-d1-none-relu-avg", "w32-d1-none-relu-avg"])
     with pytest.raises(ValueError, match="max_archs"):
         sample_archs(grid_archs(), 0, seed=0)
+
+
+def _values(archs):
+    return {(d, v) for a in archs for d, v in parse_arch(a).items()}
+
+
+def test_covering_subset_holds_every_design_choice():
+    grid = grid_archs()
+    every = _values(grid)
+    assert len(every) == 4 + 4 + 5 + 3 + 3
+    # A plain seeded sample of 12 misses some value for most seeds; the covering one never does.
+    assert any(_values(sample_archs(grid, 12, seed)) != every for seed in range(10))
+    for seed in range(10):
+        covered = sample_archs(grid, 12, seed, cover=True)
+        assert len(covered) == len(set(covered)) == 12 and _values(covered) == every
+    big = sample_archs(grid, 120, 0, cover=True)
+    assert big == sample_archs(grid, 120, 0, cover=True) and big != sample_archs(grid, 120, 1, cover=True)
+    assert big == sorted(big, key=grid.index) and len(big) == 120 and _values(big) == every
+    with pytest.raises(ValueError, match="max_archs=3 is too few to hold every design choice"):
+        sample_archs(grid, 3, 0, cover=True)
+    # Without cover the subsets of earlier runs stay what they were.
+    assert sample_archs(grid, 12, seed=3) == sample_archs(grid, 12, 3, cover=False)
