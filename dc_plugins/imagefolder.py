@@ -157,6 +157,8 @@ def decode_image_file(path: Path) -> torch.Tensor:
             x = torch.from_numpy(a.copy()).reshape(a.shape[0], a.shape[1], -1).permute(2, 0, 1)
     except Exception as err:  # noqa: BLE001  torchvision: RuntimeError; PIL: UnidentifiedImageError, OSError, ...
         why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if ".cpp:" in why:  # torchvision: "decode_jpeg, /path/decode_jpeg.cpp:171, Image is incomplete ..."
+            why = why.rsplit(", ", 1)[-1]
         raise ImageFolderError(f"imagefolder: cannot read image file {str(path)!r}: {why}") from None
     if x.ndim == 4:  # an animated image: its first frame
         x = x[0]

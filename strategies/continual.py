@@ -1,4 +1,5 @@
-"""The continual-learning runner: memories x distillation x seeds on a digit stream (DC paper, Sec. 4).
+"""The continual-learning runner: memories x distillation x seeds on a digit stream (DC paper, Sec. 4)
+or a class-incremental split of one image dataset (``stream: split``, e.g. CIFAR-10-JPEG).
 
 Each run trains one learner through the stream with :func:`~strategies.make_e2e_strategy`
 (End-to-End replay: a memory, with or without knowledge distillation). After each stage the
@@ -11,11 +12,21 @@ Memories (``memories`` of :class:`ContinualConfig`):
 * ``none``: no replay (fine-tuning, with distillation when it is on);
 * ``learner-herding``: Avalanche's ``ParametricBuffer`` + ``HerdingSelectionStrategy`` on the
   learner's own features (iCaRL/E2E), :class:`~strategies.herding.LearnerHerdingBuffer`;
+* ``class-balanced-random``: Avalanche's ``ClassBalancedBuffer`` (random real exemplars per class);
 * ``reference-herding``: the condensed buffer's method ``herding`` (the engine's herding, on the
   features of a separately trained reference ConvNet);
 * ``dc``, ``dsa``, ``dm``, ``random``, ``kcenter``, ``forgetting``: the condensed buffer's methods.
 
-``herding`` alone is refused: it would name two different baselines.
+``herding`` alone is refused: it would name two different baselines. (``random`` is the
+condensed buffer's random coreset, ``class-balanced-random`` Avalanche's own random buffer.)
+
+**Split streams** (``stream: split``): ``dataset`` (``imagefolder`` at ``root``, ``cifar10``, ...)
+split into ``experiences`` experiences of classes by Avalanche's ``class_incremental_benchmark``,
+Avalanche's split-CIFAR-10 shape; the class order is ``class_order`` or, when ``None``, drawn from
+each run's seed (so the runs of one seed share their stream, and the spread over seeds includes the
+class order); ``learner_augment: crop-flip`` augments the learner's real training items.
+``condense_per_method`` sets condensation fields per memory (``{dm: {iterations: 1000}}``: DM is
+cheap, DC is not).
 
 **Resume.** A run is stored in ``out/runs/<memory>-<kd|nokd>-s<seed>/result.json`` with its
 resolved configuration (:func:`resolved_run`: everything that changes its result, nothing about
@@ -76,9 +87,13 @@ __all__ = [
     "cli",
 ]
 
-STREAMS = ("svhn-mnist-usps", "mnist-usps-digits", "digits")
+STREAMS = ("svhn-mnist-usps", "mnist-usps-digits", "digits", "split")
 CONDENSED_METHODS = tuple(m for m in METHODS if m != "herding")
-MEMORIES = ("none", "learner-herding", "reference-herding") + CONDENSED_METHODS
+MEMORIES = ("none", "learner-herding", "class-balanced-random", "reference-herding") + CONDENSED_METHODS
+AVALANCHE_MEMORIES = ("none", "learner-herding", "class-balanced-random")  # no condensed buffer
+# Fields of split streams only: left out of the other streams' resolved runs, so that the digit
+# runs made before these fields existed keep their configuration hashes.
+SPLIT_FIELDS = ("dataset", "experiences", "class_order", "learner_augment")
 
 # ContinualConfig fields that do not change a run's result: where the data and outputs are,
 # the device and threads, and the grid of runs (memory, distillation and seed are per run).
@@ -100,6 +115,11 @@ class ContinualConfig:
     channels: int = 3
     max_train_per_class: Optional[int] = None
     digits_experiences: int = 5
+    # stream "split": one dataset split by classes (see the module doc)
+    dataset: str = "imagefolder"
+    experiences: int = 5
+    class_order: Optional[list[int]] = None   # None: drawn from each run's seed
+    learner_augment: str = "none"             # none | crop-flip (the learner's real training items)
     memories: list[str] = field(default_factory=lambda: ["learner-herding", "dc"])
     distillation: list[bool] = field(default_factory=lambda: [False, True])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -109,6 +129,8 @@ class ContinualConfig:
     out: str = "runs/continual_digits"
     train: E2EConfig = field(default_factory=E2EConfig)
     condense: CondensedReplayConfig = field(default_factory=CondensedReplayConfig)
+    # condense fields per memory, over the condense section: {dm: {iterations: 1000}, dc: {...}}
+    condense_per_method: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> "ContinualConfig":
         if self.stream not in STREAMS:
@@ -123,6 +145,23 @@ class ContinualConfig:
         if not self.seeds or not self.distillation:
             raise ValueError("seeds and distillation need at least one value each")
         self.train, self.condense = self.train.replace(), self.condense.replace()  # re-validate the sections
+        from dc_plugins.avalanche.transforms import LEARNER_AUGMENTS
+
+        if self.learner_augment not in LEARNER_AUGMENTS:
+            raise ValueError(f"unknown learner_augment {self.learner_augment!r}; allowed: {', '.join(LEARNER_AUGMENTS)}")
+        if self.stream == "split" and self.scenario != "class":
+            raise ValueError(f"stream 'split' is class-incremental; scenario {self.scenario!r} not allowed (allowed: class)")
+        if self.experiences < 1:
+            raise ValueError(f"experiences must be positive, got {self.experiences}")
+        for memory, values in self.condense_per_method.items():
+            if memory not in MEMORIES or memory in AVALANCHE_MEMORIES:
+                allowed = [m for m in MEMORIES if m not in AVALANCHE_MEMORIES]
+                raise ValueError(f"condense_per_method: {memory!r} is not a condensed memory; allowed: "
+                                 f"{', '.join(allowed)}")
+            try:
+                self.condense.replace(**values)
+            except KeyError as err:
+                raise KeyError(f"condense_per_method.{memory}: {err.args[0]}") from None
         return self
 
     def to_dict(self) -> dict:
@@ -150,9 +189,35 @@ def load_config(path: str | None = None, *, offline: bool = False, sets: Sequenc
 
 # -- the stream ---------------------------------------------------------------------------------
 
-def build_stream(cfg: ContinualConfig):
+def load_split_data(cfg: ContinualConfig, *, progress: bool = True):
+    """The (train, test) datasets a split stream is cut from (decoded once; image folders from
+    their tensor cache after the first time)."""
+    from dc_plugins.avalanche import streams
+    from dc_plugins.data import is_folder_dataset
+
+    folder = {"progress": progress} if is_folder_dataset(cfg.dataset) else {}
+    (pair,) = streams.load_domains([cfg.dataset], cfg.root, download=cfg.download, image_size=cfg.image_size,
+                                   channels=cfg.channels, max_train_per_class=cfg.max_train_per_class, **folder)
+    return pair
+
+
+def seed_dependent_stream(cfg: ContinualConfig) -> bool:
+    """Whether the stream differs between run seeds (a split stream's seed-drawn class order)."""
+    return cfg.stream == "split" and cfg.class_order is None
+
+
+def build_stream(cfg: ContinualConfig, seed: int = 0, data=None):
+    """The benchmark of ``cfg`` (for a split stream without ``class_order``: of run ``seed``);
+    ``data``: the split stream's (train, test), if already loaded (:func:`load_split_data`)."""
     from dc_plugins.avalanche import streams
 
+    if cfg.stream == "split":
+        from dc_plugins.avalanche.transforms import make_learner_transform
+
+        train, test = data if data is not None else load_split_data(cfg)
+        return streams.class_split_stream(train, test, cfg.experiences, class_order=cfg.class_order, seed=seed,
+                                          train_transform=make_learner_transform(cfg.learner_augment,
+                                                                                 train.image_size))
     if cfg.stream == "digits":
         return streams.sklearn_digits_stream(cfg.digits_experiences, scenario=cfg.scenario,
                                              image_size=cfg.image_size, channels=cfg.channels)
@@ -195,13 +260,13 @@ def run_sections(cfg: ContinualConfig, memory: str, distill: bool, seed: int
                  ) -> tuple[E2EConfig, Optional[CondensedReplayConfig]]:
     """The E2E recipe of one run, and its condensed-memory settings (``None`` when the run has
     no condensed memory)."""
-    kind = memory if memory in ("none", "learner-herding") else "condensed"
+    kind = memory if memory in AVALANCHE_MEMORIES else "condensed"
     train = cfg.train.replace(memory=kind, distillation=distill,
                               balanced_finetuning=cfg.train.balanced_finetuning and memory != "none")
     if kind != "condensed":
         return train, None
     method = "herding" if memory == "reference-herding" else memory
-    return train, cfg.condense.replace(method=method, seed=seed)
+    return train, cfg.condense.replace(**cfg.condense_per_method.get(memory, {})).replace(method=method, seed=seed)
 
 
 def resolved_run(cfg: ContinualConfig, memory: str, distill: bool, seed: int, data: str) -> dict:
@@ -210,7 +275,10 @@ def resolved_run(cfg: ContinualConfig, memory: str, distill: bool, seed: int, da
     condensation settings with the preset's values filled in at ``train.ipc``. Nothing about the
     device, threads, paths or progress bars."""
     train, condense = run_sections(cfg, memory, distill, seed)
-    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULT + ("train", "condense")}
+    left_out = NOT_RESULT + ("train", "condense", "condense_per_method")
+    if cfg.stream != "split":
+        left_out += SPLIT_FIELDS
+    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in left_out}
     resolved: dict[str, Any] = {"memory": memory, "distillation": distill, "seed": seed, **shared, "data": data,
                                 "train": dataclasses.asdict(train), "condense": None}
     if condense is not None:
@@ -338,17 +406,29 @@ def run_continual(cfg: ContinualConfig, *, progress: bool = True, log: Callable[
 
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
-    benchmark = benchmark if benchmark is not None else build_stream(cfg)
-    data = data_fingerprint(benchmark)
     grid = [(m, d, s) for s in cfg.seeds for d in cfg.distillation for m in cfg.memories]
-    resolved = {run_name(*g): resolved_run(cfg, *g, data) for g in grid}
+    # one benchmark for all runs, or (a split stream's seed-drawn class order) one per seed
+    if benchmark is not None or not seed_dependent_stream(cfg):
+        shared = benchmark if benchmark is not None else build_stream(cfg)
+        benchmarks = {seed: shared for seed in cfg.seeds}
+    else:
+        pair = load_split_data(cfg, progress=progress)
+        benchmarks = {seed: build_stream(cfg, seed, pair) for seed in cfg.seeds}
+    prints = {id(bm): data_fingerprint(bm) for bm in benchmarks.values()}
+    fingerprints = {seed: prints[id(bm)] for seed, bm in benchmarks.items()}
+    data = fingerprints[cfg.seeds[0]] if len(prints) == 1 else fingerprints
+    resolved = {run_name(*g): resolved_run(cfg, *g, fingerprints[g[2]]) for g in grid}
     done = {name: _reusable(out / "runs" / name / "result.json", r) for name, r in resolved.items()}
     table_config = {"runs": {name: config_hash(r) for name, r in resolved.items()}}
     write_json(out / "config.json", {"config": cfg.to_dict(), "data": data,
                                      "config_hash": config_hash(table_config), **table_config})
-    log(f"stream {cfg.stream} ({cfg.scenario}-incremental, data {data}): "
-        f"{[len(e.dataset) for e in benchmark.train_stream]} training images per experience, "
-        f"{[len(e.dataset) for e in benchmark.test_stream]} test images; device {device}")
+    for seed in (cfg.seeds if len(prints) > 1 else cfg.seeds[:1]):
+        bm = benchmarks[seed]
+        order = f", seed {seed}: classes {[e.classes_in_this_experience for e in bm.train_stream]}" \
+            if cfg.stream == "split" else ""
+        log(f"stream {cfg.stream} ({cfg.scenario}-incremental, data {fingerprints[seed]}{order}): "
+            f"{[len(e.dataset) for e in bm.train_stream]} training images per experience, "
+            f"{[len(e.dataset) for e in bm.test_stream]} test images; device {device}")
     results = []
     for memory, distill, seed in grid:
         name = run_name(memory, distill, seed)
@@ -356,7 +436,7 @@ def run_continual(cfg: ContinualConfig, *, progress: bool = True, log: Callable[
             results.append(done[name])
             log(f"  {name}: done earlier with this configuration ({done[name]['config_hash']}), reusing it")
             continue
-        results.append(run_one(cfg, benchmark, memory, distill, seed, device, out, data=data,
+        results.append(run_one(cfg, benchmarks[seed], memory, distill, seed, device, out, data=fingerprints[seed],
                                progress=progress, log=log))
         write_outputs(out, results, summarise(results))
     rows = summarise(results)
@@ -369,7 +449,8 @@ def run_continual(cfg: ContinualConfig, *, progress: bool = True, log: Callable[
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dc-continual", description=description or __doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file or packaged config name (shipped: continual_digits)")
+    p.add_argument("--config", help="YAML file or packaged config name (shipped: continual_digits, "
+                                    "continual_cifar10_jpeg)")
     p.add_argument("--offline", action="store_true",
                    help="MNIST-10k -> USPS -> scikit-learn digits (no internet), plus the YAML's offline section")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default from the config)")

@@ -6,7 +6,9 @@ class-balanced fine-tuning step. Built from Avalanche parts:
 * memory: :class:`~dc_plugins.avalanche.CondensedReplayPlugin` (``condensed``: condensed images,
   or a coreset of the condensed buffer such as ``reference-herding`` = its ``method="herding"``), or
   ``ReplayPlugin`` with Avalanche's herding ``ParametricBuffer`` on the learner's features
-  (``learner-herding``, :class:`~strategies.herding.LearnerHerdingBuffer`), or none;
+  (``learner-herding``, :class:`~strategies.herding.LearnerHerdingBuffer`), or ``ReplayPlugin``
+  with Avalanche's ``ClassBalancedBuffer`` (``class-balanced-random``: random real exemplars,
+  ``ipc`` per class), or none;
 * distillation: Avalanche's ``LwFPlugin`` (on the units of the classes seen before);
 * balanced fine-tuning: :class:`BalancedFinetuningPlugin`, a few epochs at a small learning rate
   on the memory after it took in the new classes: the memory holds the same number of images
@@ -27,6 +29,7 @@ from typing import Any, Optional, Sequence
 import torch
 from avalanche.models import avalanche_forward
 from avalanche.training.plugins import LwFPlugin, ReplayPlugin, SupervisedPlugin
+from avalanche.training.storage_policy import ClassBalancedBuffer
 from avalanche.training.supervised import Naive
 from torch.utils.data import DataLoader
 
@@ -36,7 +39,7 @@ from .herding import learner_herding_buffer
 
 __all__ = ["MEMORIES", "AMBIGUOUS_HERDING", "E2EConfig", "BalancedFinetuningPlugin", "make_e2e_strategy"]
 
-MEMORIES = ("none", "learner-herding", "condensed")
+MEMORIES = ("none", "learner-herding", "class-balanced-random", "condensed")
 
 AMBIGUOUS_HERDING = ("'herding' names two baselines: use 'learner-herding' (Avalanche's ParametricBuffer + "
                      "HerdingSelectionStrategy on the learner's features) or 'reference-herding' (the condensed "
@@ -48,9 +51,12 @@ class E2EConfig:
     """The training recipe; every field can come from YAML.
 
     ``memory``: ``none`` (fine-tuning only), ``learner-herding`` (Avalanche's herding buffer on
-    the learner's features) or ``condensed`` (the method of the :class:`CondensedReplayConfig`;
-    ``reference-herding`` is ``condensed`` with method ``herding``). ``mem_size`` images in
-    total; ``ipc`` per class (``None``: equal share of ``mem_size``).
+    the learner's features), ``class-balanced-random`` (Avalanche's ``ClassBalancedBuffer``:
+    random real exemplars, ``mem_size // (mem_size // ipc)`` per class, i.e. exactly ``ipc`` when
+    ``ipc`` divides ``mem_size``; ``ipc=None``: the adaptive equal share of the classes seen) or
+    ``condensed`` (the method of the :class:`CondensedReplayConfig`; ``reference-herding`` is
+    ``condensed`` with method ``herding``). ``mem_size`` images in total; ``ipc`` per class
+    (``None``: equal share of ``mem_size``).
     """
 
     memory: str = "condensed"
@@ -79,10 +85,10 @@ class E2EConfig:
         for name in ("mem_size", "epochs", "batch"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.ipc is not None and self.ipc <= 0:
-            raise ValueError(f"ipc must be positive or None, got {self.ipc}")
+        if self.ipc is not None and not 0 < self.ipc <= self.mem_size:
+            raise ValueError(f"ipc must be in 1..mem_size={self.mem_size} or None, got {self.ipc}")
         if self.balanced_finetuning and self.memory == "none":
-            raise ValueError("balanced_finetuning fine-tunes on the memory; it needs memory 'learner-herding' or 'condensed'")
+            raise ValueError("balanced_finetuning fine-tunes on the memory; it needs a memory (learner-herding, class-balanced-random or condensed)")
 
     def replace(self, **changes: Any) -> "E2EConfig":
         return dataclasses.replace(self, **changes)
@@ -154,6 +160,13 @@ def make_e2e_strategy(model: torch.nn.Module, config: E2EConfig | None = None, *
                                        batch_size_mem=config.batch_mem or config.batch, config=cfg)
     elif config.memory == "learner-herding":
         buffer = learner_herding_buffer(model, config.mem_size, ipc=config.ipc, layer_name=config.herding_layer)
+        replay = ReplayPlugin(mem_size=config.mem_size, storage_policy=buffer, batch_size=config.batch,
+                              batch_size_mem=config.batch_mem or config.batch)
+    elif config.memory == "class-balanced-random":
+        # fixed share mem_size // (mem_size // ipc) per class (= ipc when ipc divides mem_size): the
+        # memory grows as classes arrive, as the other memories at ipc
+        buffer = ClassBalancedBuffer(config.mem_size, adaptive_size=config.ipc is None,
+                                     total_num_classes=config.mem_size // config.ipc if config.ipc else None)
         replay = ReplayPlugin(mem_size=config.mem_size, storage_policy=buffer, batch_size=config.batch,
                               batch_size_mem=config.batch_mem or config.batch)
     if replay is not None:

@@ -15,6 +15,11 @@ comparison with the condensed memory is like for like:
   and by (experience, class) in domain-incremental ones, where the same digit in a new domain is
   a new group that keeps its own exemplars. Avalanche's ``groupby="class"`` would merge a digit's
   domains into one group and herd over their union.
+* **Features of the stored images, not of augmented ones.** Avalanche's herding reads the
+  experience in whatever mode it is in (train mode after training: with the learner's crop +
+  flip, a new random view per image); here the features come from the eval view
+  (:class:`EvalViewHerding`), while the kept exemplars are replayed through the stream's train
+  transforms as before. No change for streams without train transforms (the digit streams).
 * **Exactly ``ipc`` per group.** Avalanche's fixed-group mode keeps ``mem_size // total_groups``
   per group (``mem_size // (mem_size // ipc)``: 6 instead of 5 at 24/5); here each group keeps
   ``ipc`` exemplars while ``ipc * groups <= mem_size`` (the memory grows as classes arrive), and
@@ -33,9 +38,18 @@ from avalanche.training.storage_policy import HerdingSelectionStrategy, Parametr
 
 from dc_plugins.avalanche.buffer import group_lengths
 
-__all__ = ["LearnerHerdingBuffer", "learner_herding_buffer"]
+__all__ = ["EvalViewHerding", "LearnerHerdingBuffer", "learner_herding_buffer"]
 
 TASK_ATTR = "targets_task_labels"
+
+
+class EvalViewHerding(HerdingSelectionStrategy):
+    """Avalanche's ``HerdingSelectionStrategy`` on the data's eval view (no train-time
+    augmentation); the indices refer to the same items."""
+
+    def make_sorted_indices(self, strategy: Any, data: Any) -> list[int]:
+        view = data.eval() if hasattr(data, "eval") and callable(data.eval) else data
+        return super().make_sorted_indices(strategy, view)
 
 
 class LearnerHerdingBuffer(ParametricBuffer):
@@ -59,7 +73,7 @@ class LearnerHerdingBuffer(ParametricBuffer):
             listed = ", ".join(repr(n) for n in list(names)[1:12])
             raise ValueError(f"model has no module {layer_name!r} to take herding features from; "
                              f"its modules include {listed}")
-        super().__init__(max_size, groupby="class", selection_strategy=HerdingSelectionStrategy(model, layer_name))
+        super().__init__(max_size, groupby="class", selection_strategy=EvalViewHerding(model, layer_name))
         self.groupby = "experience-task-class"  # what _make_groups does (Avalanche only reads it there)
         self.ipc = ipc
         self._experience = 0

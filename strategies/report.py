@@ -94,7 +94,7 @@ def plot(path: Path, rows: list[dict]) -> None:
         ax.errorbar(stages, [r[f"stage{s}_mean"] for s in stages], yerr=[r[f"stage{s}_std"] for s in stages],
                     marker="o", capsize=3, linestyle="-" if r["distillation"] else "--",
                     label=f"{r['memory']} {'+ KD' if r['distillation'] else '(no KD)'}")
-    ax.set_xlabel("stage (domains seen)")
+    ax.set_xlabel("stage (experiences seen)")
     ax.set_ylabel("accuracy on test sets seen so far (%)")
     ax.set_xticks(sorted({s for r in rows for s in _stages(r)}))
     ax.grid(alpha=0.3)

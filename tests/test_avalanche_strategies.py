@@ -47,9 +47,9 @@ def test_factory_puts_the_plugins_in_e2e_order():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(memory="reservoir"), "unknown memory 'reservoir'; allowed: none, learner-herding, condensed"),
+    (dict(memory="reservoir"), "unknown memory 'reservoir'; allowed: none, learner-herding, class-balanced-random, condensed"),
     (dict(memory="herding"), "'herding' names two baselines: use 'learner-herding' .* or 'reference-herding'"),
-    (dict(memory="none", balanced_finetuning=True), "needs memory 'learner-herding' or 'condensed'"),
+    (dict(memory="none", balanced_finetuning=True), r"needs a memory \(learner-herding, class-balanced-random or condensed\)"),
     (dict(epochs=0), "epochs must be positive"),
 ])
 def test_e2e_config_rejects_bad_values(bad, match):

@@ -195,7 +195,7 @@ def test_train_and_test_class_sets_must_match(folder):
 def test_corrupt_image_file_is_named(folder):
     bad = folder / "train" / "dog" / "00.jpg"
     bad.write_bytes(bad.read_bytes()[:40])
-    with pytest.raises(ImageFolderError, match=r"cannot read image file .*dog/00\.jpg"):
+    with pytest.raises(ImageFolderError, match=r"cannot read image file .*dog/00\.jpg': [^/]*$"):
         load_dataset("imagefolder", folder, progress=False)
     bad.write_bytes(b"this is no image")
     bad.rename(bad.with_suffix(".bmp"))  # the PIL path

@@ -18,6 +18,11 @@ Streams:
 * :func:`sklearn_digits_stream`: scikit-learn's bundled 8x8 digits split into experiences of
   classes; ships with the dependencies, so it always works.
 * :func:`stream_from_domains`: any list of (train, test) pairs, e.g. generated tensors.
+* :func:`class_split_stream` / :func:`load_class_split_stream`: one dataset split by classes
+  (class-incremental), Avalanche's split-CIFAR-10 shape: 5 experiences x 2 classes, a class
+  order fixed by the seed (or given), the training items optionally augmented for the learner
+  (``crop-flip``: random crop with 4-px padding + horizontal flip, as Avalanche's SplitCIFAR10).
+  E.g. CIFAR-10-JPEG from an image folder: ``load_class_split_stream("imagefolder", root)``.
 
 Images are normalised per dataset with its usual mean/std (as in the condensation papers).
 
@@ -40,6 +45,9 @@ from ..data import ImageDataset, convert_images, load_dataset, subsample_per_cla
 
 __all__ = [
     "SCENARIOS",
+    "class_order_for_seed",
+    "class_split_stream",
+    "load_class_split_stream",
     "PAPER_DOMAINS",
     "OFFLINE_DOMAINS",
     "harmonise",
@@ -70,36 +78,41 @@ def harmonise(data: ImageDataset, image_size: int | None, channels: int | None) 
 def load_domains(names: Sequence[str], root: str | os.PathLike | None, *, download: bool = False,
                  image_size: int | None = 32, channels: int | None = 3,
                  max_train_per_class: int | None = None,
-                 generator: torch.Generator | None = None) -> list[tuple[ImageDataset, ImageDataset]]:
+                 generator: torch.Generator | None = None, **folder) -> list[tuple[ImageDataset, ImageDataset]]:
     """Load (train, test) of each named dataset with the engine's loaders (torchvision underneath).
 
     ``max_train_per_class`` keeps a random subset of each training set (drawn from ``generator``),
     a way to bound the cost of a stream; the test sets are always complete.
     Missing files raise :class:`~dc_plugins.data.DatasetNotFoundError` naming the files.
+    ``folder``: keywords of image-folder datasets (``train_dir``, ``cache_dir``, ``progress``, ...).
     """
     if max_train_per_class is not None and max_train_per_class <= 0:
         raise ValueError(f"max_train_per_class must be positive (or None for every image), got {max_train_per_class}")
     domains = []
     for name in names:
-        train = load_dataset(name, root, True, image_size=image_size, channels=channels, download=download)
-        test = load_dataset(name, root, False, image_size=image_size, channels=channels, download=download)
+        train = load_dataset(name, root, True, image_size=image_size, channels=channels, download=download, **folder)
+        test = load_dataset(name, root, False, image_size=image_size, channels=channels, download=download, **folder)
         if max_train_per_class is not None:
             train = subsample_per_class(train, max_train_per_class, generator or torch.Generator().manual_seed(0))
         domains.append((train, test))
     return domains
 
 
-def _avalanche_dataset(images: torch.Tensor, labels: torch.Tensor, task: int = 0):
+def _avalanche_dataset(images: torch.Tensor, labels: torch.Tensor, task: int = 0, transform=None):
     """An Avalanche classification dataset of tensors: items ``(Tensor, int, int)`` with
-    ``targets`` and task labels (``task`` for every item), through the public API."""
-    from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset, TaskLabels
+    ``targets`` and task labels (``task`` for every item), through the public API.
+    ``transform`` (on one image) is the ``train`` transform group; ``eval`` has none."""
+    from avalanche.benchmarks.utils import (DataAttribute, TaskAwareSupervisedClassificationDataset, TaskLabels,
+                                            TransformGroups)
 
     from .items import MemoryItems
 
     targets = [int(v) for v in labels.cpu().long()]
     base = MemoryItems(images.cpu(), targets, None)
+    groups = TransformGroups({"train": transform, "eval": None}) if transform is not None else None
     return TaskAwareSupervisedClassificationDataset(
-        [base], data_attributes=[DataAttribute(targets, "targets"), TaskLabels([int(task)] * len(targets))])
+        [base], data_attributes=[DataAttribute(targets, "targets"), TaskLabels([int(task)] * len(targets))],
+        transform_groups=groups)
     # (plain lists: Avalanche 0.6 cannot concatenate a list-backed attribute with a ConstantSequence)
 
 
@@ -201,3 +214,68 @@ def sklearn_digits_stream(n_experiences: int = 5, *, scenario: str = "class", im
             keep = (data.labels >= e * per) & (data.labels < (e + 1) * per)
             parts[name].append(_avalanche_dataset(data.images[keep], data.labels[keep] - e * per, e))
     return _benchmark(parts["train"], parts["test"])
+
+
+def class_order_for_seed(num_classes: int, seed: int) -> list[int]:
+    """The class order of a split stream for ``seed``: a permutation drawn from its own
+    ``torch.Generator`` (Avalanche's generators reseed the global one instead)."""
+    from ..data import make_generator
+
+    return torch.randperm(num_classes, generator=make_generator(seed)).tolist()
+
+
+def class_split_stream(train: ImageDataset, test: ImageDataset, n_experiences: int = 5, *,
+                       class_order: Sequence[int] | None = None, seed: int = 0, train_transform=None):
+    """One dataset split by classes into ``n_experiences`` experiences (class-incremental, task
+    label 0), Avalanche's ``class_incremental_benchmark`` over tensor datasets.
+
+    ``class_order``: the classes in order of arrival (a permutation of ``0..K-1``); ``None``:
+    :func:`class_order_for_seed` (``seed``), so that every seed has its fixed order, as
+    Avalanche's ``SplitCIFAR10(seed=...)``. Labels keep their original ids. ``train_transform``
+    (on one normalised ``(C, H, W)`` tensor, e.g.
+    :func:`~dc_plugins.avalanche.transforms.make_learner_transform`) augments the training
+    items in train mode; test items and the eval view are as stored. Items are
+    ``(Tensor, int, int)``; the order is in ``bm.class_order``.
+    """
+    from avalanche.benchmarks import class_incremental_benchmark, with_task_labels
+
+    classes = sorted(int(c) for c in torch.unique(train.labels.cpu()))
+    k = len(classes)
+    if classes != list(range(k)):
+        raise ValueError(f"a class split needs labels 0..K-1; the training set has {classes}")
+    test_classes = sorted(int(c) for c in torch.unique(test.labels.cpu()))
+    if test_classes != classes:
+        raise ValueError(f"train and test sets have different classes ({classes} vs {test_classes})")
+    if tuple(train.images.shape[1:]) != tuple(test.images.shape[1:]):
+        raise ValueError(f"train and test images differ in shape: {tuple(train.images.shape[1:])} vs "
+                         f"{tuple(test.images.shape[1:])}")
+    if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or n_experiences < 1 or k % n_experiences:
+        divisors = [d for d in range(1, k + 1) if k % d == 0]
+        raise ValueError(f"n_experiences must divide the {k} classes; allowed: {', '.join(map(str, divisors))}, "
+                         f"got {n_experiences!r}")
+    order = class_order_for_seed(k, seed) if class_order is None else [int(c) for c in class_order]
+    if sorted(order) != classes:
+        raise ValueError(f"class_order must list each of the classes 0..{k - 1} once, got {list(class_order)}")
+    bm = class_incremental_benchmark({"train": _avalanche_dataset(train.images, train.labels, transform=train_transform),
+                                      "test": _avalanche_dataset(test.images, test.labels)},
+                                     class_order=order, num_experiences=n_experiences)
+    bm = _sorted_class_lists(with_task_labels(bm))
+    bm.class_order = order
+    return bm
+
+
+def load_class_split_stream(dataset: str, root: str | os.PathLike | None = None, n_experiences: int = 5, *,
+                            seed: int = 0, class_order: Sequence[int] | None = None, learner_augment: str = "none",
+                            image_size: int | None = None, channels: int | None = None,
+                            max_train_per_class: int | None = None, download: bool = False, **folder):
+    """:func:`class_split_stream` of an engine dataset (``imagefolder`` for CIFAR-10-JPEG or your
+    own folders, ``cifar10`` from torchvision, ...), loaded with :func:`~dc_plugins.data.load_dataset`
+    (``folder``: its image-folder keywords, e.g. ``progress``, ``cache_dir``). ``max_train_per_class``
+    keeps a fixed random subset of each training class (drawn with seed 0, the same for every
+    run seed); test sets are complete."""
+    from .transforms import make_learner_transform
+
+    (train, test), = load_domains([dataset], root, download=download, image_size=image_size, channels=channels,
+                                  max_train_per_class=max_train_per_class, **folder)
+    return class_split_stream(train, test, n_experiences, class_order=class_order, seed=seed,
+                              train_transform=make_learner_transform(learner_augment, train.image_size))

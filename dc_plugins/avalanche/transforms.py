@@ -16,7 +16,10 @@ import torch
 
 from ..augment import DSAugment
 
-__all__ = ["DSAItemTransform", "make_memory_transform"]
+__all__ = ["LEARNER_AUGMENTS", "DSAItemTransform", "make_learner_transform", "make_memory_transform"]
+
+# Train-time augmentation of a stream's real items for the learner (not of condensed images).
+LEARNER_AUGMENTS = ("none", "crop-flip")
 
 
 class DSAItemTransform:
@@ -40,3 +43,18 @@ def make_memory_transform(name: str, *, dsa_strategy: str, flip: bool) -> Callab
     if name == "none":
         return None
     raise ValueError(f"unknown memory_transform {name!r}; allowed: auto, dsa, none")
+
+
+def make_learner_transform(name: str, image_size: int) -> Callable | None:
+    """The learner's augmentation of real training items (normalised ``(C, H, W)`` tensors):
+    ``none``, or ``crop-flip``: torchvision's ``RandomCrop(image_size, padding=image_size // 8)``
+    (4 px at 32 px, zero = the mean colour in normalised space) and ``RandomHorizontalFlip()``,
+    the usual CIFAR recipe (Avalanche's SplitCIFAR10 default). Random draws come from torch's
+    global generator, like every torchvision transform (the runner seeds it per run)."""
+    if name == "none":
+        return None
+    if name == "crop-flip":
+        from torchvision.transforms import v2
+
+        return v2.Compose([v2.RandomCrop(image_size, padding=max(1, image_size // 8)), v2.RandomHorizontalFlip()])
+    raise ValueError(f"unknown learner augmentation {name!r}; allowed: {', '.join(LEARNER_AUGMENTS)}")
