@@ -22,8 +22,15 @@ from .stacked import train_stacked
 from .synthetic import SyntheticSet
 from .training import Augment, accuracy, train_epoch
 
-__all__ = ["EvalResult", "evaluation_augment", "dc_augment_strategy", "train_on_set", "evaluate_set",
-           "network_generators", "parallel_networks"]
+__all__ = [
+    "EvalResult",
+    "dc_augment_strategy",
+    "evaluate_set",
+    "evaluation_augment",
+    "network_generators",
+    "parallel_networks",
+    "train_on_set",
+]
 
 # Digits change class when mirrored: DSA leaves out the flip family for them. (This list is about
 # DSA's flip only; which datasets get DC's evaluation augmentation is DC_AUGMENT_DATASETS.)
@@ -43,6 +50,7 @@ class EvalResult:
     net: str
     seconds: float = 0.0
     train_accuracies: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0          # the training part of ``seconds`` (the rest: testing)
 
     @property
     def mean(self) -> float:
@@ -170,10 +178,11 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
     images, labels = syn.images.detach().to(device), syn.labels.to(device)
     generators = network_generators(seed, config.networks)
     start = time.perf_counter()
-    accs, train_accs = [], []
+    accs, train_accs, train_seconds = [], [], 0.0
     bar = tqdm(total=config.networks, desc=f"evaluate {syn.method}", disable=not progress, unit="net")
     for first in range(0, config.networks, parallel):
         chunk = generators[first:first + parallel]
+        started = time.perf_counter()
         nets = [make_convnet(spec, generator=g, device=device) for g in chunk]
         if len(nets) == 1:
             train_on_set(nets[0], images, labels, epochs=epochs, config=config, generator=chunk[0],
@@ -182,9 +191,10 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
             train_stacked(nets, images, labels, epochs=epochs, generators=chunk, lr=config.lr,
                           momentum=config.momentum, weight_decay=config.weight_decay, batch=config.batch,
                           augment=augment, progress=progress)
+        train_seconds += time.perf_counter() - started
         for net in nets:
             accs.append(accuracy(net, test.images, test.labels))
             train_accs.append(accuracy(net, images, labels))
         bar.update(len(nets))
     bar.close()
-    return EvalResult(accs, epochs, kind, str(spec), time.perf_counter() - start, train_accs)
+    return EvalResult(accs, epochs, kind, str(spec), time.perf_counter() - start, train_accs, train_seconds)

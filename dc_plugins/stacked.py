@@ -18,11 +18,11 @@ is network k's own gradient.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from .training import Augment
@@ -63,7 +63,7 @@ class StackedNets:
         in_dims = (0, 0, None if shared_input else 0)
         return vmap(self._call, in_dims=in_dims, randomness="error")(self.params, self.buffers, x)
 
-    def train(self, mode: bool = True) -> "StackedNets":
+    def train(self, mode: bool = True) -> StackedNets:
         self._base.train(mode)
         return self
 

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from dc_plugins.config import EvalConfig, RunConfig, resolve
-from dc_plugins.evaluation import (evaluate_set, evaluation_augment, network_generators, parallel_networks,
-                                   train_on_set)
+from dc_plugins.evaluation import (
+    evaluate_set,
+    evaluation_augment,
+    network_generators,
+    parallel_networks,
+    train_on_set,
+)
 from dc_plugins.matching.base import NonFiniteLossError
 from dc_plugins.models import ConvNetSpec, make_convnet
 from dc_plugins.stacked import StackedNets, train_stacked
