@@ -9,7 +9,7 @@ see the same transformation and gradients flow through it to the synthetic image
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +25,18 @@ class DSAParams:
 
     family: str
     values: dict[str, torch.Tensor]
+    # device -> these parameters there: a Siamese draw applied to a real and a synthetic batch
+    # is copied to the device once, not once per batch (each copy of a CPU tensor is a host sync)
+    _copies: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def to(self, device: torch.device) -> "DSAParams":
-        return DSAParams(self.family, {k: v.to(device) for k, v in self.values.items()})
+    def to(self, device: torch.device | str) -> "DSAParams":
+        device = torch.device(device)
+        if all(v.device == device for v in self.values.values()):
+            return self
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = DSAParams(self.family, {k: v.to(device) for k, v in self.values.items()})
+        return self._copies[key]
 
 
 class DSAugment:

@@ -97,6 +97,7 @@ def train_stacked(nets: Sequence[nn.Module], images: torch.Tensor, labels: torch
     # SGD is elementwise: over the stacked leaves it is exactly one SGD per network slice.
     opt = torch.optim.SGD(stacked.params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2], gamma=0.1)
+    total = torch.zeros(k, dtype=torch.float64, device=images.device)
     for _ in tqdm(range(epochs), desc="train", disable=not progress, leave=False, unit="ep"):
         orders = [torch.randperm(n, generator=g).to(images.device) for g in generators]
         for start in range(0, n, batch):
@@ -106,13 +107,16 @@ def train_stacked(nets: Sequence[nn.Module], images: torch.Tensor, labels: torch
                 x = torch.stack([augment(x[i], generators[i]) for i in range(k)])
             out = stacked.forward(x)
             losses = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(k, -1).mean(1)
-            finite = torch.isfinite(losses)
-            if not bool(finite.all()):
-                from .matching.base import NonFiniteLossError
-                bad = int((~finite).nonzero()[0])
-                raise NonFiniteLossError(f"training loss of network {bad} became {losses[bad].item()}")
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
+            total += losses.detach().double()
+        # One host sync an epoch, as in train_epoch: a non-finite minibatch loss makes its sum non-finite.
+        finite = torch.isfinite(total)
+        if not bool(finite.all()):
+            from .matching.base import NonFiniteLossError
+            bad = int((~finite).nonzero()[0])
+            raise NonFiniteLossError(f"training loss of network {bad} became {total[bad].item()}")
+        total.zero_()
         sched.step()
     return stacked.unstack()
