@@ -144,3 +144,12 @@ def test_a_diverging_network_is_named(digits_train):
     with pytest.raises(NonFiniteLossError, match=r"training loss of network \d became"):
         train_stacked(nets, syn.images * 1e30, syn.labels, epochs=3, generators=gens, lr=1e6, momentum=0.9,
                       weight_decay=0.0, batch=20)
+
+
+def test_parallel_is_not_part_of_a_runs_fingerprint(digits_train, digits_test):
+    # Like the device it changes the networks only by float rounding: a finished result stays reusable.
+    from dc_plugins.cli import run_fingerprint
+
+    a = run_fingerprint(resolve(RunConfig(dataset="digits")), digits_train, digits_test)
+    b = run_fingerprint(resolve(RunConfig(dataset="digits", eval=EvalConfig(parallel=4))), digits_train, digits_test)
+    assert a == b and "parallel" not in a["eval"]
