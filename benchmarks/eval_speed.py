@@ -2,7 +2,7 @@
 model (``EvalConfig.parallel = K``), in the same run, on random real MNIST-10k images.
 
     PYTHONPATH=. python benchmarks/eval_speed.py                       # K 1/5/20 x ipc 1/10/50
-    PYTHONPATH=. python benchmarks/eval_speed.py --only 'ipc1-k20' 'ipc10-k20' 'ipc*-k1' --epochs 10
+    PYTHONPATH=. python benchmarks/eval_speed.py --ipc 1 10 --only 'ipc*-k20' 'ipc*-k1' --epochs 50 10
     PYTHONPATH=. python benchmarks/eval_speed.py --quick               # seconds: a smoke run
 
 Each case (``ipc<I>-k<K>``, both paths) runs in its own subprocess, so that its peak resident
@@ -11,7 +11,7 @@ memory (``wait4``'s ``ru_maxrss``; on CUDA also ``max_memory_allocated``) is its
 ``load_dataset(..., image_size=32)`` gives), tested on its 2,000 "t10k" images; the network is the
 protocol's ConvNet (w128-d3, instance norm) and the epochs the protocol's
 (``evaluation_augment``: MNIST is evaluated with DC's augmentation, hence 1000 epochs at every
-ipc). ``--epochs N`` trains N epochs instead and extrapolates the training seconds linearly to
+ipc). ``--epochs N`` (or one N per ipc) trains N epochs instead and extrapolates the training seconds linearly to
 the protocol's epochs (every epoch has the same shapes, hence the same cost; the columns say
 which figures are measured and which extrapolated). ``--profile`` adds a ``torch.profiler``
 table of a few epochs of each path of the first case with K > 1.
@@ -215,8 +215,8 @@ def spawn(args: argparse.Namespace, ipc: int, k: int, *, only_loop: bool = False
     """Run one case in a subprocess; (its result, its peak resident memory in MB)."""
     cmd = [sys.executable, __file__, "--case", str(ipc), str(k), "--root", args.root, "--device", args.device,
            "--net", args.net, "--seed", str(args.seed)]
-    if args.epochs:
-        cmd += ["--epochs", str(args.epochs)]
+    if args.epochs_now:
+        cmd += ["--epochs", str(args.epochs_now)]
     if profile:
         cmd += ["--profile"]
     if only_loop:
@@ -259,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", nargs="+", type=int, default=[1, 5, 20])
     p.add_argument("--only", nargs="+", default=None, metavar="PATTERN",
                    help="run only cases matching these shell patterns, e.g. 'ipc1-k20' 'ipc*-k1'")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs to run (default: the protocol's); seconds are extrapolated to the protocol's")
+    p.add_argument("--epochs", nargs="+", type=int, default=None,
+                   help="epochs to run (default: the protocol's), one value or one per --ipc value; "
+                        "seconds are extrapolated to the protocol's")
     p.add_argument("--quick", action="store_true", help="a smoke run: ipc 1, K 1 and 5, 3 epochs")
     p.add_argument("--profile", action="store_true", help="add torch.profiler tables of the first case with K > 1")
     p.add_argument("--case", nargs=2, type=int, help=argparse.SUPPRESS)
@@ -268,13 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.case:
         args.ipc, args.k = args.case
+        args.epochs = args.epochs[0] if args.epochs else None
         result = loop_only_peak(args) if args.only_loop else run_case(args)
         print(json.dumps(result))
         return 0
-    if args.epochs is not None and args.epochs < 1:
-        p.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.quick:
-        args.ipc, args.k, args.epochs = [1], [1, 5], args.epochs or 3
+        args.ipc, args.k, args.epochs = [1], [1, 5], args.epochs or [3]
+    if args.epochs is not None:
+        if any(e < 1 for e in args.epochs) or len(args.epochs) not in (1, len(args.ipc)):
+            p.error(f"--epochs takes one value >= 1 or one per --ipc value ({len(args.ipc)}), got {args.epochs}")
+        epochs_of = dict(zip(args.ipc, args.epochs * len(args.ipc) if len(args.epochs) == 1 else args.epochs))
+    else:
+        epochs_of = dict.fromkeys(args.ipc)
     cases = [(i, k) for i in args.ipc for k in args.k]
     if args.only:
         cases = [(i, k) for i, k in cases if any(fnmatch.fnmatch(f"ipc{i}-k{k}", pat) for pat in args.only)]
@@ -290,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         # the profile: of the first case that stacks networks
         profile = args.profile and k > 1 and not any("profile" in c for c in result["cases"])
+        args.epochs_now = epochs_of[ipc]
         case, peak = spawn(args, ipc, k, profile=profile)
         _, loop_peak = spawn(args, ipc, 1, only_loop=True)
         case["peak_rss_mb"] = {"loop": loop_peak, "batched": peak}

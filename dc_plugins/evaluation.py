@@ -132,6 +132,7 @@ def network_generators(seed: int, n: int) -> list[torch.Generator]:
         raise ValueError(f"the number of networks must be >= 0, got {n}")
     seeds = [int(seed)] + [int(np.random.SeedSequence([int(seed) % 2 ** 64, k]).generate_state(1, np.uint64)[0])
                            for k in range(1, n)]
+    seeds = seeds[:n]
     return [make_generator(s) for s in seeds]
 
 

@@ -99,9 +99,10 @@ def train_stacked(nets: Sequence[nn.Module], images: torch.Tensor, labels: torch
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2], gamma=0.1)
     total = torch.zeros(k, dtype=torch.float64, device=images.device)
     for _ in tqdm(range(epochs), desc="train", disable=not progress, leave=False, unit="ep"):
-        orders = [torch.randperm(n, generator=g).to(images.device) for g in generators]
+        # drawn on the CPU per network, copied to the device once for all networks
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(images.device)
         for start in range(0, n, batch):
-            idx = torch.stack([o[start:start + batch] for o in orders])          # (K, B)
+            idx = orders[:, start:start + batch]                                # (K, B)
             x, y = images[idx], labels[idx]                                     # (K, B, ...), (K, B)
             if augment is not None:
                 x = torch.stack([augment(x[i], generators[i]) for i in range(k)])

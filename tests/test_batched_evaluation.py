@@ -117,6 +117,7 @@ def test_network_generators_are_independent_of_the_count():
     a = [torch.rand(3, generator=g) for g in network_generators(7, 4)]
     b = [torch.rand(3, generator=g) for g in network_generators(7, 2)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert network_generators(7, 0) == []
     assert not torch.equal(a[0], a[1])
     # network 0 is make_generator(seed): a one-network evaluation is what it was before
     from dc_plugins.data import make_generator
