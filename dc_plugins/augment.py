@@ -9,7 +9,7 @@ see the same transformation and gradients flow through it to the synthetic image
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +25,22 @@ class DSAParams:
 
     family: str
     values: dict[str, torch.Tensor]
+    # device -> these parameters there: a Siamese draw applied to a real and a synthetic batch
+    # is copied to the device once, not once per batch (each copy of a CPU tensor is a host sync)
+    _copies: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def to(self, device: torch.device) -> "DSAParams":
-        return DSAParams(self.family, {k: v.to(device) for k, v in self.values.items()})
+    def to(self, device: torch.device | str) -> "DSAParams":
+        device = torch.device(device)
+        if all(v.device == device for v in self.values.values()):
+            return self
+        key = str(device)
+        if key not in self._copies:
+            # one copy for all of a family's values (up to three tensors of one length)
+            names = list(self.values)
+            packed = torch.stack([self.values[k].to(torch.float32) for k in names]).to(device)
+            self._copies[key] = DSAParams(self.family, {k: p.to(self.values[k].dtype)
+                                                        for k, p in zip(names, packed.unbind(0))})
+        return self._copies[key]
 
 
 class DSAugment:
@@ -193,11 +206,14 @@ class DCAugment:
         ang = (u[rot, 2] * 2 - 1) * math.radians(self.rotate_degrees)
         theta[rot, 0, 0], theta[rot, 0, 1] = ang.cos(), ang.sin()
         theta[rot, 1, 0], theta[rot, 1, 1] = -ang.sin(), ang.cos()
+        eps = torch.randn(x.shape, generator=generator)
+        # the draws go to the device in one copy (each copy of a CPU tensor is a host sync)
+        packed = torch.cat([theta.flatten(), (choice == 3).to(theta.dtype), eps.flatten()]).to(x.device)
+        theta, noise, eps = packed.split([theta.numel(), n, eps.numel()])
+        theta, eps = theta.view(n, 2, 3).to(x.dtype), eps.view(x.shape).to(x.dtype) * self.noise_std
         fill = x.mean(dim=(0, 2, 3), keepdim=True)
-        out = _warp(x - fill, theta.to(x.device, x.dtype)) + fill
-        noise = (choice == 3).to(x.device).view(-1, 1, 1, 1)
-        eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype) * self.noise_std
-        return torch.where(noise, x + eps, out)
+        out = _warp(x - fill, theta) + fill
+        return torch.where(noise.view(-1, 1, 1, 1) > 0.5, x + eps, out)
 
 
 class CropFlip:

@@ -88,9 +88,12 @@ def run_fingerprint(cfg: RunConfig, train, test) -> dict:
     data (see :mod:`dc_plugins.fingerprint` for what is left out and why)."""
     from dataclasses import asdict
 
+    # eval.parallel (networks trained together) changes the networks only by float rounding, as the
+    # device does; left out, results written before it existed keep their fingerprint
+    evaluation = {k: v for k, v in asdict(cfg.eval).items() if k != "parallel"}
     fp = {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
           "seed": cfg.seed, "net": cfg.net, "image_size": cfg.image_size,
-          "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": asdict(cfg.eval),
+          "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": evaluation,
           "data": data_fingerprint(train.images, train.labels, test.images, test.labels),
           # only when set, so that runs made before the field existed keep their hashes
           **({"flip": cfg.flip} if cfg.flip is not None else {})}

@@ -201,6 +201,10 @@ class EvalConfig:
     batch: int = 256
     augment: str = "auto"               # auto (the papers' rule: evaluation_augment) | dsa | dc | none
     net: str | None = None              # None = the matching network
+    # Networks trained together as one stacked model (torch.func.vmap), in chunks of this many:
+    # the same networks as one by one, up to float rounding. None = by device
+    # (dc_plugins.evaluation.parallel_networks: 1 on a CPU, where stacking measured slower).
+    parallel: int | None = None
 
 
 @dataclass
@@ -363,6 +367,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
         cfg.iterations = 0  # selection methods do not iterate
     if cfg.matching.init not in (None, "noise", "real"):
         raise ValueError(f"matching.init must be 'noise' or 'real', got {cfg.matching.init!r}")
+    if cfg.eval.parallel is not None and (isinstance(cfg.eval.parallel, bool) or not isinstance(cfg.eval.parallel, int)
+                                          or cfg.eval.parallel < 1):
+        raise ValueError(f"eval.parallel must be a positive integer or None, got {cfg.eval.parallel!r}")
     if cfg.eval.augment not in ("auto", "dsa", "dc", "none"):
         raise ValueError(f"eval.augment must be auto, dsa, dc or none, got {cfg.eval.augment!r}")
     if cfg.method in TRAJECTORY_METHODS:

@@ -280,6 +280,9 @@ class ClassIndex:
         n_cls = int(labels.max().item()) + 1 if num_classes is None else num_classes
         self.classes = list(range(n_cls))
         self._indices = [torch.nonzero(labels == c, as_tuple=False).flatten() for c in self.classes]
+        # the same on the CPU, where the (CPU) generator draws: a draw is then indexed on the CPU and
+        # copied to the device once for all classes (:meth:`draw_indices`, :meth:`gather`)
+        self._cpu_indices = [i.cpu() for i in self._indices]
 
     @classmethod
     def from_dataset(cls, dataset: ImageDataset) -> "ClassIndex":
@@ -304,16 +307,27 @@ class ClassIndex:
 
     def sample(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` distinct images of class ``c`` (all of them, shuffled, if the class has fewer)."""
-        idx = self._indices[c]
+        return self.gather([self.draw_indices(c, n, generator)])[0]
+
+    def draw_indices(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:
+        """The dataset indices (on the CPU) of the images :meth:`sample` would return: the same
+        draw from ``generator``. Draw every class first, then :meth:`gather` them in one go."""
+        idx = self._cpu_indices[c]
         if idx.numel() == 0:
             raise ValueError(f"class {c} has no images")
-        perm = torch.randperm(idx.numel(), generator=generator)[:n].to(idx.device)
-        return self.images[idx[perm]]
+        return idx[torch.randperm(idx.numel(), generator=generator)[:n]]
+
+    def gather(self, drawn: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The images of several :meth:`draw_indices` draws: one copy of the indices to the
+        device (one host sync) and one indexing, instead of one of each per class."""
+        if not drawn:
+            return []
+        images = self.images[torch.cat(list(drawn)).to(self.images.device)]
+        return list(images.split([d.numel() for d in drawn]))
 
     def sample_indices(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:
-        idx = self._indices[c]
-        perm = torch.randperm(idx.numel(), generator=generator)[:n].to(idx.device)
-        return idx[perm]
+        idx = self._cpu_indices[c]
+        return idx[torch.randperm(idx.numel(), generator=generator)[:n]].to(self.images.device)
 
 
 def subsample_per_class(data: ImageDataset, per_class: int, generator: torch.Generator) -> ImageDataset:

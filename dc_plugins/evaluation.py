@@ -11,16 +11,27 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
 from .augment import DCAugment, DSAugment
 from .config import EvalConfig
 from .data import DatasetInfo, ImageDataset, make_generator
 from .models import ConvNetSpec, make_convnet
+from .stacked import train_stacked
 from .synthetic import SyntheticSet
 from .training import Augment, accuracy, train_epoch
 
-__all__ = ["EvalResult", "flips_allowed", "evaluation_augment", "dc_augment_strategy", "train_on_set", "evaluate_set"]
+__all__ = [
+    "EvalResult",
+    "dc_augment_strategy",
+    "evaluate_set",
+    "flips_allowed",
+    "evaluation_augment",
+    "network_generators",
+    "parallel_networks",
+    "train_on_set",
+]
 
 # Digits change class when mirrored: DSA leaves out the flip family for them. (This list is about
 # DSA's flip only; which datasets get DC's evaluation augmentation is DC_AUGMENT_DATASETS.)
@@ -55,6 +66,7 @@ class EvalResult:
     net: str
     seconds: float = 0.0
     train_accuracies: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0          # the training part of ``seconds`` (the rest: testing)
 
     @property
     def mean(self) -> float:
@@ -125,14 +137,55 @@ def train_on_set(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     return net
 
 
+def network_generators(seed: int, n: int) -> list[torch.Generator]:
+    """One generator per evaluation network: network k draws its initialisation, data order and
+    augmentation from ``generators[k]`` only, so that it is the same network whether it is trained
+    alone, in the loop or stacked with others, in any chunk. Network 0 uses ``make_generator(seed)``
+    (a one-network evaluation is what it was before networks had their own generators); network
+    k >= 1 a seed that numpy's ``SeedSequence((seed, k))`` derives, so that no network of one seed
+    repeats a network of another seed."""
+    if n < 0:
+        raise ValueError(f"the number of networks must be >= 0, got {n}")
+    seeds = [int(seed)] + [int(np.random.SeedSequence([int(seed) % 2 ** 64, k]).generate_state(1, np.uint64)[0])
+                           for k in range(1, n)]
+    seeds = seeds[:n]
+    return [make_generator(s) for s in seeds]
+
+
+def parallel_networks(config: EvalConfig, device: torch.device | str) -> int:
+    """How many networks train together as one stacked model (``config.parallel``; ``None``: by device).
+
+    Measured on the project's 2-core CPU (AMD EPYC, torch 2.14, 2 threads; benchmarks/eval_speed.py
+    and the numbers in benchmarks/results/eval_speed/): a ConvNet w128-d3 step at ipc 1 is already
+    compute-bound there (about 16 ms for 10 images, near the cores' float32 peak), and stacking
+    20 networks made a step 2-5x slower (vmap 1.6 s, grouped convolution 0.6 s, loop 0.32 s per
+    step of all 20): the stacked activations leave the caches, the elementwise layers become
+    memory-bound. Hence ``None`` is the loop (1) on a CPU, and on an accelerator all networks in
+    chunks of at most 20 (not measured in this project yet: no GPU was lent when this was written).
+    """
+    if config.parallel is not None:
+        if isinstance(config.parallel, bool) or not isinstance(config.parallel, int) or config.parallel < 1:
+            raise ValueError(f"eval.parallel must be a positive integer (networks trained together) or None "
+                             f"(by device), got {config.parallel!r}")
+        return config.parallel
+    return 1 if torch.device(device).type == "cpu" else 20
+
+
 def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | None = None,
                  spec: ConvNetSpec | None = None, epochs: int | None = None, seed: int = 0,
                  progress: bool = True) -> EvalResult:
-    """Train ``config.networks`` fresh networks on ``syn`` and test them on ``test``."""
+    """Train ``config.networks`` fresh networks on ``syn`` and test them on ``test``.
+
+    Network k is initialised and trained from its own generator (:func:`network_generators`);
+    ``config.parallel`` networks at a time train as one stacked model
+    (:func:`~dc_plugins.stacked.train_stacked`), which gives each network what training it alone
+    gives, up to float rounding: the result depends on the seed, not on ``parallel``.
+    """
     from tqdm.auto import tqdm
 
     config = config or EvalConfig()
     device = test.images.device
+    parallel = parallel_networks(config, device)
     if spec is None:
         spec = ConvNetSpec.parse(config.net or syn.config.get("net", "convnet"))
     spec = spec.with_data(test.channels, test.num_classes, test.image_size)
@@ -147,13 +200,25 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
                                                     DSAugment(flip=flip), CropFlip(flip=flip))
     epochs = epochs or config.epochs or (1000 if augment is not None else 300)
     images, labels = syn.images.detach().to(device), syn.labels.to(device)
-    generator = make_generator(seed)
+    generators = network_generators(seed, config.networks)
     start = time.perf_counter()
-    accs, train_accs = [], []
-    for _ in tqdm(range(config.networks), desc=f"evaluate {syn.method}", disable=not progress, unit="net"):
-        net = make_convnet(spec, generator=generator, device=device)
-        train_on_set(net, images, labels, epochs=epochs, config=config, generator=generator,
-                     augment=augment, progress=progress)
-        accs.append(accuracy(net, test.images, test.labels))
-        train_accs.append(accuracy(net, images, labels))
-    return EvalResult(accs, epochs, kind, str(spec), time.perf_counter() - start, train_accs)
+    accs, train_accs, train_seconds = [], [], 0.0
+    bar = tqdm(total=config.networks, desc=f"evaluate {syn.method}", disable=not progress, unit="net")
+    for first in range(0, config.networks, parallel):
+        chunk = generators[first:first + parallel]
+        started = time.perf_counter()
+        nets = [make_convnet(spec, generator=g, device=device) for g in chunk]
+        if len(nets) == 1:
+            train_on_set(nets[0], images, labels, epochs=epochs, config=config, generator=chunk[0],
+                         augment=augment, progress=progress)
+        else:
+            train_stacked(nets, images, labels, epochs=epochs, generators=chunk, lr=config.lr,
+                          momentum=config.momentum, weight_decay=config.weight_decay, batch=config.batch,
+                          augment=augment, progress=progress)
+        train_seconds += time.perf_counter() - started
+        for net in nets:
+            accs.append(accuracy(net, test.images, test.labels))
+            train_accs.append(accuracy(net, images, labels))
+        bar.update(len(nets))
+    bar.close()
+    return EvalResult(accs, epochs, kind, str(spec), time.perf_counter() - start, train_accs, train_seconds)

@@ -9,7 +9,8 @@ fields as ``field: old -> new``.
 Left out on purpose, since they cannot change the result: where files go (``out``, ``root``:
 the data hash covers the data itself), progress bars, ``checkpoint_minutes``, ``download``, and
 the device (a CPU and a GPU run of one configuration differ only by float rounding; moving a
-checkpoint to a GPU and resuming there is allowed). For a matcher checkpoint also the number of
+checkpoint to a GPU and resuming there is allowed) and, for the same reason, ``eval.parallel``
+(how many evaluation networks train together as one stacked model). For a matcher checkpoint also the number of
 iterations (resuming to a larger total is what resume is for) and the evaluation settings (they
 act after the condensation).
 """

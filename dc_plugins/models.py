@@ -202,10 +202,12 @@ def make_convnet(spec: ConvNetSpec | str = "convnet", *, generator: torch.Genera
     if generator is None:
         net = ConvNet(spec)  # torch's default init, from the global generator
     else:
-        # torch.nn's constructors draw a default init from the global generator; with our own
-        # generator that draw is discarded, so keep the global state as it was: a condensation
-        # must not move the minibatch order of the Avalanche learner it runs beside
-        with torch.random.fork_rng(devices=[]):
+        # Built without storage (torch.nn's constructors would draw a default init from the
+        # global generator, only to be overwritten), then given memory and every parameter and
+        # buffer drawn from ``generator``: the same weights, without the wasted draw, and the
+        # global generator untouched (a condensation must not move the minibatch order of the
+        # Avalanche learner it runs beside).
+        with torch.device("meta"):
             net = ConvNet(spec)
-        reset_parameters(net, generator)
+        net = reset_parameters(net.to_empty(device="cpu"), generator)
     return net.to(device) if device is not None else net

@@ -39,7 +39,7 @@ def initial_images(real: ClassIndex, ipc: int, init: str, generator: torch.Gener
         for c in real.classes:
             if real.count(c) < ipc:
                 raise ValueError(f"init='real' needs ipc={ipc} images of class {c}, which has {real.count(c)}")
-        return torch.cat([real.sample(c, ipc, generator) for c in real.classes]).clone()
+        return torch.cat(real.gather([real.draw_indices(c, ipc, generator) for c in real.classes])).clone()
     raise ValueError(f"unknown init {init!r}; allowed: noise, real")
 
 

@@ -25,11 +25,16 @@ class DistributionMatcher(Matcher):
         net.train()  # batch statistics for BatchNorm; other norms are per sample
         for p in net.parameters():
             p.requires_grad_(False)
-        real, syn = [], []
+        # Draws class by class (real indices, then Siamese parameters), as always; the real images
+        # of all classes are then fetched with one copy of their indices to the device.
+        drawn, params = [], []
         for c in self.real.classes:
-            x_real, x_syn = self.real.sample(c, self.batch_real, self.generator), self.class_images(c)
-            if self.augment is not None:
-                siamese = self.augment.siamese(self.generator)
+            drawn.append(self.real.draw_indices(c, self.batch_real, self.generator))
+            params.append(self.augment.siamese(self.generator) if self.augment is not None else None)
+        real, syn = [], []
+        for c, x_real, siamese in zip(self.real.classes, self.real.gather(drawn), params):
+            x_syn = self.class_images(c)
+            if siamese is not None:
                 x_real, x_syn = self.augment.apply(x_real, siamese), self.augment.apply(x_syn, siamese)
             real.append(x_real)
             syn.append(x_syn)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from torch.func import functional_call, grad, vmap
 
 from ..config import dc_loops, dc_loops_source
 from ..training import train_epoch
-from .base import Matcher
+from .base import Matcher, NonFiniteLossError
 from .distance import gradient_distance
 
 __all__ = ["GradientMatcher", "class_distance", "class_distances"]
@@ -72,7 +74,7 @@ class GradientMatcher(Matcher):
         if not bns:
             return
         n = self.config.bn_images_per_class
-        x = torch.cat([self.real.sample(c, n, self.generator) for c in self.real.classes])
+        x = torch.cat(self.real.gather([self.real.draw_indices(c, n, self.generator) for c in self.real.classes]))
         for m in bns:
             m.reset_running_stats()
             m.momentum = None  # cumulative average: the stats are exactly this batch's
@@ -82,14 +84,24 @@ class GradientMatcher(Matcher):
         for m in bns:
             m.eval()
 
-    def _class_batches(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class ``c``'s real batch and synthetic images, augmented with shared parameters."""
-        x_real = self.real.sample(c, self.batch_real, self.generator)
-        x_syn = self.class_images(c)
-        if self.augment is not None:
-            siamese = self.augment.siamese(self.generator)
-            x_real, x_syn = self.augment.apply(x_real, siamese), self.augment.apply(x_syn, siamese)
-        return x_real, x_syn
+    def _class_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every class's real batch and synthetic images, augmented with shared parameters.
+
+        The draws come in the order class by class (real indices, then the class's Siamese
+        parameters), as they always did; the real images of all classes are then fetched with
+        one copy of their indices to the device.
+        """
+        drawn, params = [], []
+        for c in self.real.classes:
+            drawn.append(self.real.draw_indices(c, self.batch_real, self.generator))
+            params.append(self.augment.siamese(self.generator) if self.augment is not None else None)
+        batches = []
+        for c, x_real, siamese in zip(self.real.classes, self.real.gather(drawn), params):
+            x_syn = self.class_images(c)
+            if siamese is not None:
+                x_real, x_syn = self.augment.apply(x_real, siamese), self.augment.apply(x_syn, siamese)
+            batches.append((x_real, x_syn))
+        return batches
 
     def matching_loss(self, net: nn.Module) -> torch.Tensor:
         """The summed gradient distance over classes; differentiable in ``self.images``.
@@ -97,7 +109,7 @@ class GradientMatcher(Matcher):
         Every class's batch is drawn before any gradient is taken (in class order, as the loop
         always drew them), so both ways of computing it see the same images.
         """
-        batches = [self._class_batches(c) for c in self.real.classes]
+        batches = self._class_batches()
         if self.config.vectorize:
             real = torch.stack([r for r, _ in batches])
             syn = torch.stack([s for _, s in batches])
@@ -108,7 +120,9 @@ class GradientMatcher(Matcher):
     def step(self) -> float:
         net = self.new_network()
         net_opt = torch.optim.SGD(net.parameters(), lr=self.config.lr_net)
-        total = 0.0
+        # summed on the device in float64 (what adding loss.item() to a Python float gives), read once
+        total = torch.zeros((), dtype=torch.float64, device=self.images.device)
+        inner = torch.zeros((), dtype=torch.float64, device=self.images.device)
         for ol in range(self.outer_loop):
             self._freeze_batchnorm(net)
             loss = self.matching_loss(net)
@@ -116,15 +130,19 @@ class GradientMatcher(Matcher):
             loss.backward(inputs=[self.images])  # only the images learn here
             self.optimizer.step()
             self.matching_steps += 1
-            total += loss.item()
+            total += loss.detach().double()
             if ol == self.outer_loop - 1:
                 break
             # Move the network along its training path on the current synthetic set.
             images, labels = self.images.detach(), self.labels
             for _ in range(self.inner_loop):
-                train_epoch(net, images, labels, net_opt, batch=self.config.batch_train,
-                            generator=self.generator, augment=self.augment)
+                inner = inner + train_epoch(net, images, labels, net_opt, batch=self.config.batch_train,
+                                            generator=self.generator, augment=self.augment, sync=False)
                 self.inner_epochs += 1
+        # one host sync an iteration: the matching losses and the inner-loop training's, read together
+        total, inner = torch.stack([total, inner]).tolist()
+        if not math.isfinite(inner):
+            raise NonFiniteLossError(f"inner-loop training loss became {inner}")
         return total / (self.outer_loop * self.real.num_classes)
 
 
