@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_json", "load_torch_file"]
+__all__ = ["atomic_path", "write_json", "load_torch_file", "load_tagged_torch_file"]
 
 
 @contextmanager
@@ -58,3 +58,17 @@ def load_torch_file(path: str | os.PathLike, what: str, error: type[Exception] =
     except Exception as err:  # a damaged member of the archive, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise error(f"{path} is not a {what} file: damaged torch archive ({first})") from None
+
+
+def load_tagged_torch_file(path: str | os.PathLike, what: str, error: type[Exception], fmt: str, version: int,
+                           map_location="cpu") -> dict:
+    """:func:`load_torch_file` of a dict written with ``format=fmt`` and ``format_version=version``
+    (the project's own files: synthetic sets, expert trajectories); anything else is refused as
+    ``error`` with one line naming the file and what is wrong."""
+    payload = load_torch_file(path, what, error, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"{path} is not a {what} file: no {fmt!r} format tag")
+    if payload.get("format_version") != version:
+        raise error(f"{path} is not a {what} file: wrong format version {payload.get('format_version')!r} "
+                    f"(this library reads version {version})")
+    return payload

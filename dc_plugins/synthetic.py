@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .io import atomic_path, load_torch_file
+from .io import atomic_path, load_tagged_torch_file
 
 __all__ = ["SyntheticSet", "CorruptSetError", "FORMAT"]
 
@@ -117,12 +117,8 @@ class SyntheticSet:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no synthetic set at {str(path)!r}")
-        payload = load_torch_file(path, "synthetic-set", CorruptSetError, map_location)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise CorruptSetError(f"{path} is not a synthetic-set file: no {FORMAT!r} format tag")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise CorruptSetError(f"{path} is not a synthetic-set file: wrong format version "
-                                  f"{payload.get('format_version')!r} (this library reads version {FORMAT_VERSION})")
+        payload = load_tagged_torch_file(path, "synthetic-set", CorruptSetError, FORMAT, FORMAT_VERSION,
+                                         map_location)
         try:
             images, labels, meta = payload["images"], payload["labels"], json.loads(payload["meta"])
         except (KeyError, TypeError, ValueError) as err:

@@ -34,7 +34,7 @@ import torch
 from .augment import DSAugment
 from .data import make_generator
 from .fingerprint import check_fingerprint
-from .io import atomic_path, load_torch_file
+from .io import atomic_path, load_tagged_torch_file
 from .models import ConvNetSpec, make_convnet
 from .training import train_epoch
 
@@ -128,12 +128,7 @@ class ExpertTrajectories:
     # -- reading ------------------------------------------------------------------------------
     def _read(self, expert: int, *, verify: bool) -> torch.Tensor:
         path = self.path(expert)
-        payload = load_torch_file(path, "valid expert-trajectory", CorruptExpertError)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise CorruptExpertError(f"{path} is not an expert-trajectory file: no {FORMAT!r} format tag")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise CorruptExpertError(f"{path} is not an expert-trajectory file: format version "
-                                     f"{payload.get('format_version')!r}, this library reads {FORMAT_VERSION}")
+        payload = load_tagged_torch_file(path, "valid expert-trajectory", CorruptExpertError, FORMAT, FORMAT_VERSION)
         try:
             params, meta, stored_expert = payload["params"], json.loads(payload["meta"]), int(payload["expert"])
         except (KeyError, TypeError, ValueError) as err:
