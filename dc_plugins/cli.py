@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .config import (METHODS, PRESETS, TRAJECTORY_METHODS, RunConfig, apply_overrides, load_yaml, nest,
+from .config import (METHODS, matching_fingerprint, PRESETS, TRAJECTORY_METHODS, RunConfig, apply_overrides, load_yaml, nest,
                      parse_assignment, resolve, trajectory_fingerprint)
 from .data import DATASETS, FOLDER_DATASETS, is_folder_dataset, load_dataset
 from .device import resolve_device
@@ -93,7 +93,7 @@ def run_fingerprint(cfg: RunConfig, train, test) -> dict:
     evaluation = {k: v for k, v in asdict(cfg.eval).items() if k != "parallel"}
     fp = {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
           "seed": cfg.seed, "net": cfg.net, "image_size": cfg.image_size,
-          "matching": asdict(cfg.matching), "selection": asdict(cfg.selection), "eval": evaluation,
+          "matching": matching_fingerprint(cfg.matching), "selection": asdict(cfg.selection), "eval": evaluation,
           "data": data_fingerprint(train.images, train.labels, test.images, test.labels),
           # only when set, so that runs made before the field existed keep their hashes
           **({"flip": cfg.flip} if cfg.flip is not None else {})}

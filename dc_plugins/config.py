@@ -114,6 +114,25 @@ class MatchingConfig:
     # loop. Same result up to float rounding; faster or slower by network size and device
     # (examples/benchmark_vmap_matching.py measures it), hence off by default.
     vectorize: bool = False
+    # Mixed precision of the matching computations (torch.autocast): None = float32; "bf16" or
+    # "fp16" run convolutions and matrix products in that type (parameters, images and the
+    # distances stay float32). Opt-in: it changes the learned set beyond float rounding. On CPUs
+    # with AMX or AVX512-BF16 "bf16" made a DC step ~1.6x faster (BENCHMARKS.md).
+    autocast: str | None = None
+
+
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def matching_fingerprint(matching: "MatchingConfig") -> dict:
+    """``asdict(matching)`` for fingerprints, without ``autocast`` when it is off, so that results
+    recorded before the field existed keep their configuration hashes."""
+    from dataclasses import asdict
+
+    d = asdict(matching)
+    if d.get("autocast") is None:
+        d.pop("autocast", None)
+    return d
 
 
 @dataclass
@@ -365,6 +384,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
                 _set(cfg, key, value(cfg) if callable(value) else value)
     if cfg.iterations is None:
         cfg.iterations = 0  # selection methods do not iterate
+    if cfg.matching.autocast is not None and cfg.matching.autocast not in AUTOCAST_DTYPES:
+        raise ValueError(f"matching.autocast must be one of {', '.join(AUTOCAST_DTYPES)} or null (float32), "
+                         f"got {cfg.matching.autocast!r}")
     if cfg.matching.init not in (None, "noise", "real"):
         raise ValueError(f"matching.init must be 'noise' or 'real', got {cfg.matching.init!r}")
     if cfg.eval.parallel is not None and (isinstance(cfg.eval.parallel, bool) or not isinstance(cfg.eval.parallel, int)

@@ -60,7 +60,8 @@ import torch
 import yaml
 
 from dc_plugins.avalanche import CondensedReplayConfig
-from dc_plugins.config import METHODS, TRAJECTORY_METHODS, apply_overrides, parse_assignment, read_yaml_mapping
+from dc_plugins.config import (METHODS, TRAJECTORY_METHODS, apply_overrides, matching_fingerprint, parse_assignment,
+                               read_yaml_mapping)
 from dc_plugins import fingerprint
 from dc_plugins.fingerprint import ConfigMismatchError, config_diff  # the engine's: one rule everywhere
 from dc_plugins.io import write_json
@@ -285,9 +286,12 @@ def resolved_run(cfg: ContinualConfig, memory: str, distill: bool, seed: int, da
         section = {k: v for k, v in dataclasses.asdict(condense).items() if k not in CONDENSE_NOT_RESULT}
         if condense.method not in TRAJECTORY_METHODS:  # the section added for MTT: other runs keep their hashes
             section.pop("trajectory", None)
+        if isinstance(section.get("matching"), dict):  # likewise matching.autocast, when off
+            section["matching"] = {k: v for k, v in section["matching"].items()
+                                   if not (k == "autocast" and v is None)}
         if train.ipc is not None:  # the values the preset fills in (iterations, loops, lr, init, ...)
             engine = condense.resolved(train.ipc)
-            section["resolved"] = {"iterations": engine.iterations, "matching": dataclasses.asdict(engine.matching),
+            section["resolved"] = {"iterations": engine.iterations, "matching": matching_fingerprint(engine.matching),
                                    "selection": dataclasses.asdict(engine.selection)}
             if condense.method in TRAJECTORY_METHODS:
                 section["resolved"]["trajectory"] = dataclasses.asdict(engine.trajectory)

@@ -70,7 +70,7 @@ from avalanche.training.storage_policy import ExemplarsBuffer
 
 from ..coreset import CoresetSelector, herding
 from ..data import ClassIndex
-from ..config import TRAJECTORY_METHODS, trajectory_fingerprint
+from ..config import TRAJECTORY_METHODS, matching_fingerprint, trajectory_fingerprint
 from ..matching import DistributionMatcher, GradientMatcher, SelMatchMatcher, TrajectoryMatcher
 from ..models import ConvNetSpec, make_convnet
 from ..synthetic import CorruptSetError, SyntheticSet
@@ -521,7 +521,7 @@ class CondensedBuffer(ExemplarsBuffer):
         h.update(labels.detach().cpu().contiguous().numpy().tobytes())
         # only what shapes the set: unrelated engine defaults may change without invalidating it
         settings = {"method": cfg.method, "ipc": ipc, "iterations": cfg.iterations, "net": cfg.net,
-                    "matching": dataclasses.asdict(cfg.matching), "selection": dataclasses.asdict(cfg.selection),
+                    "matching": matching_fingerprint(cfg.matching), "selection": dataclasses.asdict(cfg.selection),
                     "seed": seed, "flip": self.config.flip}
         if cfg.method in TRAJECTORY_METHODS:  # only there: the other methods' cache keys stay as they were
             settings["trajectory"] = trajectory_fingerprint(cfg.trajectory, cfg.method)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from ..augment import DSAugment
-from ..config import MatchingConfig
+from ..config import AUTOCAST_DTYPES, MatchingConfig, matching_fingerprint
 from ..data import ClassIndex, make_generator
 from ..fingerprint import check_fingerprint, config_hash, data_fingerprint
 from ..io import atomic_path, load_torch_file
@@ -62,6 +62,9 @@ class Matcher(ABC):
             raise ValueError(
                 f"network expects {spec.channels} channel(s) at {spec.image_size} px, the data has "
                 f"{real.images.shape[1]} channel(s) at {real.images.shape[-1]} px")
+        if config.autocast is not None and config.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"matching.autocast must be one of {', '.join(AUTOCAST_DTYPES)} or None (float32), "
+                             f"got {config.autocast!r}")
         empty = [c for c in real.classes if real.count(c) == 0]
         if empty:
             raise ValueError(f"classes {empty} have no real images to match")
@@ -83,6 +86,16 @@ class Matcher(ABC):
     def class_images(self, c: int) -> torch.Tensor:
         return self.images[c * self.ipc:(c + 1) * self.ipc]
 
+    def precision(self):
+        """The context :meth:`run` takes each step in: ``torch.autocast`` when
+        ``matching.autocast`` is set (convolutions and products in bf16/fp16; the images, their
+        optimiser and the losses stay float32), else nothing."""
+        import contextlib
+
+        if self.config.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[self.config.autocast]))
+
     @abstractmethod
     def step(self) -> float:
         """One outer iteration; updates ``self.images`` and returns the loss."""
@@ -93,20 +106,18 @@ class Matcher(ABC):
                             self.ipc, self.seed, self.describe(), self.mean, self.std)
 
     def describe(self) -> dict:
-        from dataclasses import asdict
-        return {"matching": asdict(self.config), "net": str(self.spec), "iterations": self.iteration}
+        return {"matching": matching_fingerprint(self.config), "net": str(self.spec), "iterations": self.iteration}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def fingerprint(self) -> dict:
         """Everything the learned set depends on (see :mod:`dc_plugins.fingerprint`): a
         checkpoint is resumed only by a matcher with the same fingerprint. The number of
         iterations is not part of it (resuming to a larger total is the point of resuming)."""
-        from dataclasses import asdict
 
         if getattr(self, "_data_hash", None) is None:
             self._data_hash = data_fingerprint(self.real.images, self.real.labels)
         return {"method": self.method, "dataset": self.dataset, "ipc": self.ipc, "seed": self.seed,
-                "net": str(self.spec), "matching": asdict(self.config), "data": self._data_hash}
+                "net": str(self.spec), "matching": matching_fingerprint(self.config), "data": self._data_hash}
 
     def state_dict(self) -> dict:
         fingerprint = self.fingerprint()
@@ -169,7 +180,8 @@ class Matcher(ABC):
         try:
             while self.iteration < iterations:
                 try:
-                    loss = self.step()
+                    with self.precision():
+                        loss = self.step()
                 except NonFiniteLossError as err:  # raised inside, e.g. by the inner-loop training
                     raise self._non_finite(str(err), checkpoint) from None
                 if not math.isfinite(loss) or not torch.isfinite(self.images).all():
