@@ -224,6 +224,9 @@ class EvalConfig:
     # the same networks as one by one, up to float rounding. None = by device
     # (dc_plugins.evaluation.parallel_networks: 1 on a CPU, where stacking measured slower).
     parallel: int | None = None
+    # Sets that learned their training step size (MTT, SelMatch: ``syn_lr`` in the set's config)
+    # are evaluated with it instead of ``lr``, as the MTT code evaluates (args.lr_net = syn_lr).
+    learned_lr: bool = True
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The evaluation protocol of the condensation papers.
 
-Fresh, randomly initialised networks are trained on the condensed set only (SGD lr 0.01,
-momentum 0.9, weight decay 5e-4, batch 256, learning rate x0.1 once at half the epochs) and
+Fresh, randomly initialised networks are trained on the condensed set only (SGD lr 0.01, or
+for MTT/SelMatch sets the step size they learned, as the MTT code evaluates; momentum 0.9, weight decay 5e-4, batch 256, learning rate x0.1 once at half the epochs) and
 tested on the real test set; the report is mean +- std over the networks.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ class EvalResult:
     seconds: float = 0.0
     train_accuracies: list[float] = field(default_factory=list)
     train_seconds: float = 0.0          # the training part of ``seconds`` (the rest: testing)
+    lr: float | None = None             # the training step size used (the set's learned one, or config.lr)
 
     @property
     def mean(self) -> float:
@@ -199,6 +200,12 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
         kind, augment = "combined", CombinedAugment(torch.tensor(syn.config["distilled"], dtype=torch.bool),
                                                     DSAugment(flip=flip), CropFlip(flip=flip))
     epochs = epochs or config.epochs or (1000 if augment is not None else 300)
+    if config.learned_lr and syn.config.get("syn_lr") is not None:
+        lr = float(syn.config["syn_lr"])
+        if not lr > 0 or lr != lr:
+            raise ValueError(f"the set's learned step size syn_lr={lr} is not a positive number; "
+                             f"evaluate with eval.learned_lr=false to use eval.lr={config.lr}")
+        config = replace(config, lr=lr)
     images, labels = syn.images.detach().to(device), syn.labels.to(device)
     generators = network_generators(seed, config.networks)
     start = time.perf_counter()
@@ -221,4 +228,5 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
             train_accs.append(accuracy(net, images, labels))
         bar.update(len(nets))
     bar.close()
-    return EvalResult(accs, epochs, kind, str(spec), time.perf_counter() - start, train_accs, train_seconds)
+    return EvalResult(accs, epochs, kind, str(spec), time.perf_counter() - start, train_accs, train_seconds,
+                      config.lr)

@@ -110,3 +110,26 @@ def test_weight_decay_shrinks_the_weights(digits_train):
                      generator=make_generator(0))
         norms.append(sum(float(p.detach().norm() ** 2) for p in net.parameters()))
     assert norms[1] < 0.9 * norms[0], norms
+
+
+def test_sets_with_a_learned_step_size_are_evaluated_with_it(digits_train, digits_test):
+    # MTT/SelMatch learn the students' step size; the MTT code trains the evaluation networks with
+    # it (args.lr_net = syn_lr), so the protocol does too unless eval.learned_lr is off.
+    from dc_plugins.config import EvalConfig
+    from dc_plugins.evaluation import evaluate_set
+    from dc_plugins.synthetic import SyntheticSet
+
+    def mtt_set(syn_lr):
+        images = digits_train.images[:20].clone()
+        labels = digits_train.labels[:20].clone()
+        return SyntheticSet(images, labels, "mtt", "digits", 2, 0, {"net": "convnet-w16-d2", "syn_lr": syn_lr},
+                            digits_train.info.mean, digits_train.info.std)
+
+    cfg = EvalConfig(networks=1, epochs=3, augment="none")
+    learned = evaluate_set(mtt_set(0.037), digits_test, config=cfg, progress=False)
+    fixed = evaluate_set(mtt_set(0.037), digits_test, config=EvalConfig(networks=1, epochs=3, augment="none",
+                                                                         learned_lr=False), progress=False)
+    assert learned.lr == pytest.approx(0.037) and fixed.lr == pytest.approx(0.01)
+    assert learned.train_accuracies != fixed.train_accuracies or learned.accuracies != fixed.accuracies
+    with pytest.raises(ValueError, match="syn_lr=-0.5 is not a positive number"):
+        evaluate_set(mtt_set(-0.5), digits_test, config=cfg, progress=False)
