@@ -150,7 +150,9 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
               "accuracy_mean": None, "accuracy_std": None, "accuracies": [],
               "config": cfg.to_dict(), "fingerprint": fingerprint, "config_hash": config_hash(fingerprint)}
     if cfg.eval.networks > 0:
-        ev = evaluate_set(syn, test, config=cfg.eval, seed=cfg.seed, progress=progress)
+        # a set learned on ZCA-whitened data is trained and tested in that space, as MTT evaluates
+        ev = evaluate_set(syn, test, config=cfg.eval, seed=cfg.seed, progress=progress,
+                          zca=getattr(condenser, "zca", None))
         result.update(accuracy_mean=ev.mean, accuracy_std=ev.std, accuracies=ev.accuracies,
                       eval_epochs=ev.epochs, eval_augment=ev.augment, eval_net=ev.net,
                       eval_seconds=ev.seconds)

@@ -21,6 +21,7 @@ from .models import ConvNetSpec, make_convnet
 from .stacked import train_stacked
 from .synthetic import SyntheticSet
 from .training import Augment, accuracy, train_epoch
+from .zca import ZCA
 
 __all__ = [
     "EvalResult",
@@ -174,13 +175,17 @@ def parallel_networks(config: EvalConfig, device: torch.device | str) -> int:
 
 def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | None = None,
                  spec: ConvNetSpec | None = None, epochs: int | None = None, seed: int = 0,
-                 progress: bool = True) -> EvalResult:
+                 progress: bool = True, zca: ZCA | None = None) -> EvalResult:
     """Train ``config.networks`` fresh networks on ``syn`` and test them on ``test``.
 
     Network k is initialised and trained from its own generator (:func:`network_generators`);
     ``config.parallel`` networks at a time train as one stacked model
     (:func:`~dc_plugins.stacked.train_stacked`), which gives each network what training it alone
     gives, up to float rounding: the result depends on the seed, not on ``parallel``.
+
+    ``zca``: the whitening a set was learned under (MTT with ``trajectory.zca``; sets are stored
+    in the dataset's normalised space): the set and the test images are whitened with it and the
+    networks trained and tested there, as the MTT code evaluates.
     """
     from tqdm.auto import tqdm
 
@@ -207,6 +212,9 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
                              f"evaluate with eval.learned_lr=false to use eval.lr={config.lr}")
         config = replace(config, lr=lr)
     images, labels = syn.images.detach().to(device), syn.labels.to(device)
+    if zca is not None:
+        images = zca.transform(images)
+        test = replace(test, images=zca.transform(test.images))
     generators = network_generators(seed, config.networks)
     start = time.perf_counter()
     accs, train_accs, train_seconds = [], [], 0.0

@@ -133,3 +133,20 @@ def test_sets_with_a_learned_step_size_are_evaluated_with_it(digits_train, digit
     assert learned.train_accuracies != fixed.train_accuracies or learned.accuracies != fixed.accuracies
     with pytest.raises(ValueError, match="syn_lr=-0.5 is not a positive number"):
         evaluate_set(mtt_set(-0.5), digits_test, config=cfg, progress=False)
+
+
+def test_a_set_learned_in_zca_space_is_trained_and_tested_there(digits_train, digits_test):
+    from dataclasses import replace
+
+    from dc_plugins.zca import ZCA
+
+    zca = ZCA.fit(digits_train.images, 0.1)
+    syn = SyntheticSet(digits_train.images[:30].clone(), digits_train.labels[:30].clone(), "mtt", "digits", 3, 0,
+                       {"net": "convnet-w16-d2"}, digits_train.info.mean, digits_train.info.std)
+    cfg = EvalConfig(networks=2, epochs=4, augment="none")
+    whitened = evaluate_set(syn, digits_test, config=cfg, zca=zca, progress=False)
+    by_hand = evaluate_set(syn.replace_images(zca.transform(syn.images)),
+                           replace(digits_test, images=zca.transform(digits_test.images)), config=cfg, progress=False)
+    plain = evaluate_set(syn, digits_test, config=cfg, progress=False)
+    assert whitened.accuracies == by_hand.accuracies
+    assert whitened.train_accuracies != plain.train_accuracies or whitened.accuracies != plain.accuracies
