@@ -78,6 +78,11 @@ class StackedNets:
         return self.nets
 
 
+def _augment(augment: Augment, x: torch.Tensor, generator: torch.Generator, idx: torch.Tensor) -> torch.Tensor:
+    # An augmentation that differs per image of the set (SelMatch's) takes the indices, as in train_epoch.
+    return augment(x, generator, idx) if getattr(augment, "needs_indices", False) else augment(x, generator)
+
+
 def train_stacked(nets: Sequence[nn.Module], images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
                   generators: Sequence[torch.Generator], lr: float, momentum: float, weight_decay: float,
                   batch: int, augment: Augment | None = None, progress: bool = False) -> list[nn.Module]:
@@ -105,7 +110,7 @@ def train_stacked(nets: Sequence[nn.Module], images: torch.Tensor, labels: torch
             idx = orders[:, start:start + batch]                                # (K, B)
             x, y = images[idx], labels[idx]                                     # (K, B, ...), (K, B)
             if augment is not None:
-                x = torch.stack([augment(x[i], generators[i]) for i in range(k)])
+                x = torch.stack([_augment(augment, x[i], generators[i], idx[i]) for i in range(k)])
             out = stacked.forward(x)
             losses = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(k, -1).mean(1)
             opt.zero_grad(set_to_none=True)

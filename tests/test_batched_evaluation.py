@@ -154,3 +154,23 @@ def test_parallel_is_not_part_of_a_runs_fingerprint(digits_train, digits_test):
     a = run_fingerprint(resolve(RunConfig(dataset="digits")), digits_train, digits_test)
     b = run_fingerprint(resolve(RunConfig(dataset="digits", eval=EvalConfig(parallel=4))), digits_train, digits_test)
     assert a == b and "parallel" not in a["eval"]
+
+
+def test_an_augmentation_per_image_of_the_set_gets_its_indices_when_stacked(digits_train):
+    # SelMatch's evaluation augmentation (DSA on the distilled images, crop + flip on the selected)
+    # needs the minibatch's indices into the set, as train_epoch passes them.
+    from dc_plugins.augment import CombinedAugment, CropFlip, DSAugment
+
+    spec = ConvNetSpec.parse("convnet-w8-d1").with_data(1, 10, 8)
+    syn = real_subset(digits_train, 3)
+    augment = CombinedAugment(torch.arange(30) % 2 == 0, DSAugment(flip=False), CropFlip(flip=False))
+    cfg = EvalConfig(batch=16)
+    gens = network_generators(0, 2)
+    loop = [make_convnet(spec, generator=g) for g in gens]
+    for net, g in zip(loop, gens):
+        train_on_set(net, syn.images, syn.labels, epochs=4, config=cfg, generator=g, augment=augment)
+    gens = network_generators(0, 2)
+    stacked = train_stacked([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, epochs=4,
+                            generators=gens, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                            batch=cfg.batch, augment=augment)
+    assert all(max_state_difference(a, b) < 1e-5 for a, b in zip(loop, stacked))
