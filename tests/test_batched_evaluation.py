@@ -17,7 +17,7 @@ from dc_plugins.evaluation import (
 )
 from dc_plugins.matching.base import NonFiniteLossError
 from dc_plugins.models import ConvNetSpec, make_convnet
-from dc_plugins.stacked import StackedNets, train_stacked
+from dc_plugins.stacked import StackedNets, train_stacked, train_stacked_steps
 from dc_plugins.synthetic import SyntheticSet
 
 
@@ -174,3 +174,25 @@ def test_an_augmentation_per_image_of_the_set_gets_its_indices_when_stacked(digi
                             generators=gens, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                             batch=cfg.batch, augment=augment)
     assert all(max_state_difference(a, b) < 1e-5 for a, b in zip(loop, stacked))
+
+
+def test_a_step_budget_with_the_epochs_decay_is_train_stacked(digits_train):
+    # 30 images in minibatches of 16: two steps an epoch; 6 epochs = 12 steps, lr x0.1 from step 6.
+    spec = ConvNetSpec.parse("convnet-w8-d1").with_data(1, 10, 8)
+    syn = real_subset(digits_train, 3)
+    _, augment = evaluation_augment("dsa", "random", "digits", spec)
+    kw = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, batch=16, augment=augment)
+    gens = network_generators(0, 2)
+    by_epochs = train_stacked([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, epochs=6,
+                              generators=gens, **kw)
+    gens, passes = network_generators(0, 2), []
+    by_steps = train_stacked_steps([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, steps=12,
+                                   generators=gens, decay_at=6, on_pass=lambda p, done, s: passes.append((p, done)),
+                                   **kw)
+    assert all(max_state_difference(a, b) == 0 for a, b in zip(by_epochs, by_steps))
+    assert passes == [(p, 2 * p) for p in range(1, 7)]
+    # a budget that ends within a pass: 5 steps are two passes and one minibatch of a third
+    gens, passes = network_generators(0, 2), []
+    train_stacked_steps([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, steps=5,
+                        generators=gens, on_pass=lambda p, done, s: passes.append((p, done)), **kw)
+    assert passes == [(1, 2), (2, 4), (3, 5)]
