@@ -30,7 +30,9 @@ __all__ = [
     "flips_allowed",
     "evaluation_augment",
     "network_generators",
+    "check_parallel",
     "parallel_networks",
+    "resolve_parallel",
     "train_on_set",
 ]
 
@@ -165,11 +167,22 @@ def parallel_networks(config: EvalConfig, device: torch.device | str) -> int:
     memory-bound. Hence ``None`` is the loop (1) on a CPU, and on an accelerator all networks in
     chunks of at most 20 (not measured in this project yet: no GPU was lent when this was written).
     """
-    if config.parallel is not None:
-        if isinstance(config.parallel, bool) or not isinstance(config.parallel, int) or config.parallel < 1:
-            raise ValueError(f"eval.parallel must be a positive integer (networks trained together) or None "
-                             f"(by device), got {config.parallel!r}")
-        return config.parallel
+    return resolve_parallel(config.parallel, device, "eval.parallel")
+
+
+def check_parallel(parallel: int | None, key: str = "eval.parallel") -> int | None:
+    """``parallel`` if it is None or a positive integer, else a ``ValueError`` naming ``key``."""
+    if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+        raise ValueError(f"{key} must be a positive integer (networks trained together) or None "
+                         f"(by device), got {parallel!r}")
+    return parallel
+
+
+def resolve_parallel(parallel: int | None, device: torch.device | str, key: str = "eval.parallel") -> int:
+    """:func:`parallel_networks` for any setting of its kind (``key`` names it in the error): the
+    NAS trials' ``train.parallel`` (repeats of one architecture) follows the same rule."""
+    if check_parallel(parallel, key) is not None:
+        return parallel
     return 1 if torch.device(device).type == "cpu" else 20
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python examples/nas_proxy.py --setting offline-reduced   # USPS, 120 archs, 2 CPU cores, ~40 min
     .venv/bin/python examples/nas_proxy.py --setting cifar10-full      # CIFAR-10, 720 archs, GPU
-    .venv/bin/python examples/nas_proxy.py --setting cifar10-jpeg-reduced   # CIFAR-10-JPEG, 120 archs, ~5 h CPU
+    .venv/bin/python examples/nas_proxy.py --setting cifar10-jpeg-reduced   # CIFAR-10-JPEG, 120 archs, ~5.5 h CPU
     .venv/bin/python examples/nas_proxy.py --setting offline-reduced --tiny   # a 2-minute check
 
 Each setting is a YAML config shipped inside the ``nas`` package (nas/configs/nas_offline_reduced.yaml,

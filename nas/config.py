@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from dc_plugins.config import apply_overrides as apply_values  # one override/coercion for all CLIs
 from dc_plugins.config import parse_assignment, read_yaml_mapping
+from dc_plugins.evaluation import check_parallel
 from dc_plugins.models import ACTIVATIONS, NORMS, POOLINGS
 
 __all__ = [
@@ -100,7 +101,11 @@ class TrainConfig:
     for the proxies' trials only, so the reference keeps its training while ten images per class
     are trained as the condensation papers evaluate them (``dc``: crop/scale/rotate on digits).
     One augmentation for every architecture of a run: it is resolved from the proxy and the
-    dataset, never from an architecture's normalisation (``nas.evaluator.trial_augment``)."""
+    dataset, never from an architecture's normalisation (``nas.evaluator.trial_augment``).
+    ``parallel`` trains that many repeats of an architecture at once as one stacked model
+    (``dc_plugins.stacked``), as ``eval.parallel`` does the evaluation's networks: the same
+    trainings up to float rounding, so it is not part of the trials' key; None = by device
+    (the loop on a CPU, chunks of up to 20 elsewhere: ``dc_plugins.evaluation.parallel_networks``)."""
 
     epochs: int = 100
     whole_epochs: int = 100
@@ -113,6 +118,7 @@ class TrainConfig:
     report_every: int = 10
     seed: int = 0
     repeats: int = 1
+    parallel: int | None = None
 
     def augment_for(self, proxy_kind: str) -> str:
         """The augmentation a trial of this proxy kind trains with."""
@@ -175,6 +181,7 @@ class NasConfig:
         for key in ("epochs", "whole_epochs", "batch", "report_every", "repeats"):
             if getattr(t, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
+        check_parallel(t.parallel, "train.parallel")
         if t.augment not in AUGMENTS:
             raise ValueError(f"train.augment must be none, dc or dsa, got {t.augment!r}")
         if t.proxy_augment is not None and t.proxy_augment not in AUGMENTS:

@@ -7,17 +7,22 @@ dicts), as NNI pickles them for every trial. It reports the validation accuracy 
 (``nni.report_final_result``), and writes a trial record (JSON, atomic) so that an interrupted
 run can skip finished architectures. A failing trial writes a ``failed`` record and re-raises,
 so that NNI marks it failed; the experiment goes on with the next architecture. With
-``train.repeats`` > 1 the record is written after every training (status ``partial``), and a
+``train.repeats`` > 1 the record is written after every training, or every chunk of repeats
+trained stacked (status ``partial``), and a
 trial that finds a partial record trains only the seeds it lacks: an interrupted trial, or a
 rerun with more repeats, keeps the trainings already done.
 
 Training is the evaluation protocol's SGD (momentum, weight decay, lr x0.1 at half the budget)
 with the engine's ``train_epoch``; the network is re-initialised from ``train.seed`` so that an
-architecture starts from the same weights on every proxy.
+architecture starts from the same weights on every proxy. ``train.parallel`` repeats at a time
+train as one stacked model (:func:`dc_plugins.stacked.train_stacked_steps`), each from its own
+seed's generator with the draws of the loop, so that repeat i is the network the loop trains, up
+to float rounding.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -28,7 +33,7 @@ import torch
 
 from dc_plugins.data import DatasetInfo, make_generator
 from dc_plugins.device import torch_threads
-from dc_plugins.evaluation import evaluation_augment
+from dc_plugins.evaluation import evaluation_augment, resolve_parallel
 from dc_plugins.io import write_json
 from dc_plugins.models import ConvNet, reset_parameters
 from dc_plugins.training import accuracy, train_epoch
@@ -102,11 +107,19 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
     accuracy)`` is called every ``train.report_every`` epochs of the first repeat (NNI's
     intermediate results are one curve). Works without NNI.
 
+    ``train.parallel`` (:func:`~dc_plugins.evaluation.resolve_parallel`: None = the loop on a
+    CPU, up to 20 elsewhere) repeats at a time train together as one stacked model; a chunk of
+    one trains alone. Repeat i draws its initialisation, data order and augmentation from seed
+    ``train.seed + i`` in either case, so its accuracy is the loop's up to float rounding; the
+    record's steps and images seen are the same, its seconds those of the stacked trainings.
+
     ``done``: a record of this architecture, proxy and training whose ``accuracies`` hold the
     first trainings (seeds ``train.seed``, ``train.seed + 1``, ...); only the rest are trained.
     Each training is independent of the others, so the result is the one a single run gives.
-    ``checkpoint(record)`` is called with a ``partial`` record after every training but the last.
+    ``checkpoint(record)`` is called with a ``partial`` record after every training (every
+    stacked chunk) but the last.
     """
+    parallel = resolve_parallel(train.parallel, device, "train.parallel")
     record = None
     if done is not None and done.accuracies:
         if len(done.accuracies) > train.repeats:
@@ -114,17 +127,26 @@ def train_architecture(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device
                              f"train.repeats={train.repeats}")
         record = dataclasses.replace(done, accuracies=list(done.accuracies), intermediate=list(done.intermediate),
                                      error=None)
-    for i in range(len(record.accuracies) if record else 0, train.repeats):
-        run = _train_once(net, proxy, dataclasses.replace(train, seed=train.seed + i), device=device,
-                          report=report if i == 0 else None, progress=progress)
+    first = len(record.accuracies) if record else 0
+    while first < train.repeats:
+        seeds = [train.seed + i for i in range(first, min(first + parallel, train.repeats))]
+        if len(seeds) == 1:
+            run = _train_once(net, proxy, dataclasses.replace(train, seed=seeds[0]), device=device,
+                              report=report if first == 0 else None, progress=progress)
+            accuracies = [run.accuracy]
+        else:
+            run = _train_stacked(net, proxy, train, seeds, device=device, curve=first == 0,
+                                 report=report if first == 0 else None, progress=progress)
+            accuracies = run.accuracies
         if record is None:
-            record = run
+            record = dataclasses.replace(run, accuracies=[])
         else:
             record.seconds += run.seconds
             record.eval_seconds += run.eval_seconds
             record.steps += run.steps
             record.images_seen += run.images_seen
-        record.accuracies.append(run.accuracy)
+        record.accuracies.extend(accuracies)
+        first += len(seeds)
         if checkpoint is not None and len(record.accuracies) < train.repeats:
             record.status = "partial"
             checkpoint(record)
@@ -142,11 +164,8 @@ def trial_augment(proxy: Proxy, train: TrainConfig, dataset: str | DatasetInfo):
     return evaluation_augment(train.augment_for(proxy.kind), method, dataset, None)[1]
 
 
-def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch.device | str,
-                report, progress: bool) -> TrialRecord:
-    from tqdm.auto import tqdm
-
-    device = torch.device(device)
+def _trial_inputs(net: ConvNet, proxy: Proxy, train: TrainConfig, device: torch.device):
+    """``(split, images, labels, augment)`` of a trial: the validation data, what it trains on, how."""
     split = load_split(proxy.data_config, device)
     spec = net.spec
     if (spec.channels, spec.image_size, spec.num_classes) != (split.channels, split.image_size, split.num_classes):
@@ -159,11 +178,24 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
         syn = proxy.load_set()
         syn.check_compatible(split.channels, split.image_size, split.num_classes)
         images, labels = syn.images.to(device), syn.labels.to(device)
-    augment = trial_augment(proxy, train, split.train.info)
+    return split, images, labels, trial_augment(proxy, train, split.train.info)
 
+
+def _init(net: ConvNet, generator: torch.Generator, device: torch.device) -> ConvNet:
+    # Drawn on the CPU from the CPU generator, then moved: the same weights on every device, and a
+    # repeat's network that the previous repeat left on an accelerator is re-initialised on the CPU.
+    return reset_parameters(net.to("cpu"), generator).to(device)
+
+
+def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch.device | str,
+                report, progress: bool) -> TrialRecord:
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    split, images, labels, augment = _trial_inputs(net, proxy, train, device)
+    spec = net.spec
     generator = make_generator(train.seed)
-    reset_parameters(net, generator)
-    net.to(device)
+    _init(net, generator, device)
     total, _ = _budget(proxy, train, images.shape[0], split.num_classes)
     opt = torch.optim.SGD(net.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
     decay_at = total // 2
@@ -204,6 +236,65 @@ def _train_once(net: ConvNet, proxy: Proxy, train: TrainConfig, *, device: torch
     record.accuracy = accuracy(net, split.val.images, split.val.labels)
     record.eval_seconds += time.perf_counter() - tick
     record.steps = steps
+    record.seconds = time.perf_counter() - start
+    record.status = "finished"
+    return record
+
+
+def _images_seen(steps: int, n_images: int, batch: int) -> int:
+    """Images one training of ``steps`` steps forwards: whole passes of ``n_images``, then full
+    minibatches of the cut pass (only a pass's last minibatch can be short)."""
+    per_epoch = max(1, math.ceil(n_images / batch))
+    passes, rest = divmod(steps, per_epoch)
+    return passes * n_images + rest * batch
+
+
+def _train_stacked(net: ConvNet, proxy: Proxy, train: TrainConfig, seeds: list[int], *, device: torch.device | str,
+                   curve: bool, report, progress: bool) -> TrialRecord:
+    """The trainings of ``seeds`` as one stacked model: network k is :func:`_train_once` of seed
+    ``seeds[k]`` up to float rounding (its initialisation, data order, the minibatch permutation
+    ``train_epoch`` draws and the augmentation, from its own generator in the loop's order; the
+    same step budget and lr decay). ``curve``: validate the first network every
+    ``train.report_every`` epochs into ``intermediate`` (and call ``report``), as the loop does; the
+    other networks' curves are not validated (a trial keeps only its first repeat's). The record
+    holds the accuracies in the order of ``seeds`` and the totals of all trainings."""
+    from dc_plugins.matching.base import NonFiniteLossError
+    from dc_plugins.stacked import train_stacked_steps
+
+    device = torch.device(device)
+    split, images, labels, augment = _trial_inputs(net, proxy, train, device)
+    spec = net.spec
+    generators = [make_generator(seed) for seed in seeds]
+    # Fresh copies: ``net`` itself is left as it was (the loop leaves the last repeat's weights in it).
+    nets = [_init(copy.deepcopy(net), g, device) for g in generators]
+    total, _ = _budget(proxy, train, images.shape[0], split.num_classes)
+    record = TrialRecord(arch=spec.arch, proxy=proxy.label, proxy_key=proxy.key, status="running",
+                         device=device.type)
+    start = time.perf_counter()
+
+    def on_pass(epoch: int, steps: int, stacked) -> None:
+        if curve and epoch % train.report_every == 0 and steps < total:
+            tick = time.perf_counter()
+            acc = accuracy(stacked.network(0), split.val.images, split.val.labels)
+            record.eval_seconds += time.perf_counter() - tick
+            record.intermediate.append([epoch, acc])
+            if report is not None:
+                report(epoch, acc)
+
+    try:
+        nets = train_stacked_steps(nets, images, labels, steps=total, generators=generators, lr=train.lr,
+                                   momentum=train.momentum, weight_decay=train.weight_decay, batch=train.batch,
+                                   augment=augment, decay_at=total // 2, shuffle_batch=True, on_pass=on_pass,
+                                   progress=progress)
+    except NonFiniteLossError as err:
+        raise NonFiniteLossError(f"{err} (networks 0-{len(seeds) - 1}: the repeats of seeds {seeds}, trained "
+                                 f"stacked)") from err
+    tick = time.perf_counter()
+    record.accuracies = [accuracy(n, split.val.images, split.val.labels) for n in nets]
+    record.eval_seconds += time.perf_counter() - tick
+    record.accuracy = record.accuracies[0]
+    record.steps = total * len(nets)
+    record.images_seen = _images_seen(total, images.shape[0], train.batch) * len(nets)
     record.seconds = time.perf_counter() - start
     record.status = "finished"
     return record

@@ -133,6 +133,9 @@ def train_fingerprint(kind: str, config: NasConfig, repeats: int | None = None) 
     # How often a trial reports its validation accuracy does not change its training (validation
     # runs in eval mode, without gradients or random draws), so a sparser curve reuses the trials.
     del train["report_every"]
+    # Nor how many repeats train together as one stacked model: the same trainings up to float
+    # rounding (as the device, which is not in the key either), so records made either way are reused.
+    del train["parallel"]
     return train
 
 

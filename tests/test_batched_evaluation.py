@@ -17,7 +17,7 @@ from dc_plugins.evaluation import (
 )
 from dc_plugins.matching.base import NonFiniteLossError
 from dc_plugins.models import ConvNetSpec, make_convnet
-from dc_plugins.stacked import StackedNets, train_stacked
+from dc_plugins.stacked import StackedNets, train_stacked, train_stacked_steps
 from dc_plugins.synthetic import SyntheticSet
 
 
@@ -154,3 +154,45 @@ def test_parallel_is_not_part_of_a_runs_fingerprint(digits_train, digits_test):
     a = run_fingerprint(resolve(RunConfig(dataset="digits")), digits_train, digits_test)
     b = run_fingerprint(resolve(RunConfig(dataset="digits", eval=EvalConfig(parallel=4))), digits_train, digits_test)
     assert a == b and "parallel" not in a["eval"]
+
+
+def test_an_augmentation_per_image_of_the_set_gets_its_indices_when_stacked(digits_train):
+    # SelMatch's evaluation augmentation (DSA on the distilled images, crop + flip on the selected)
+    # needs the minibatch's indices into the set, as train_epoch passes them.
+    from dc_plugins.augment import CombinedAugment, CropFlip, DSAugment
+
+    spec = ConvNetSpec.parse("convnet-w8-d1").with_data(1, 10, 8)
+    syn = real_subset(digits_train, 3)
+    augment = CombinedAugment(torch.arange(30) % 2 == 0, DSAugment(flip=False), CropFlip(flip=False))
+    cfg = EvalConfig(batch=16)
+    gens = network_generators(0, 2)
+    loop = [make_convnet(spec, generator=g) for g in gens]
+    for net, g in zip(loop, gens):
+        train_on_set(net, syn.images, syn.labels, epochs=4, config=cfg, generator=g, augment=augment)
+    gens = network_generators(0, 2)
+    stacked = train_stacked([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, epochs=4,
+                            generators=gens, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                            batch=cfg.batch, augment=augment)
+    assert all(max_state_difference(a, b) < 1e-5 for a, b in zip(loop, stacked))
+
+
+def test_a_step_budget_with_the_epochs_decay_is_train_stacked(digits_train):
+    # 30 images in minibatches of 16: two steps an epoch; 6 epochs = 12 steps, lr x0.1 from step 6.
+    spec = ConvNetSpec.parse("convnet-w8-d1").with_data(1, 10, 8)
+    syn = real_subset(digits_train, 3)
+    _, augment = evaluation_augment("dsa", "random", "digits", spec)
+    kw = dict(lr=0.01, momentum=0.9, weight_decay=5e-4, batch=16, augment=augment)
+    gens = network_generators(0, 2)
+    by_epochs = train_stacked([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, epochs=6,
+                              generators=gens, **kw)
+    gens, passes = network_generators(0, 2), []
+    by_steps = train_stacked_steps([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, steps=12,
+                                   generators=gens, decay_at=6, on_pass=lambda p, done, s: passes.append((p, done)),
+                                   **kw)
+    assert all(max_state_difference(a, b) == 0 for a, b in zip(by_epochs, by_steps))
+    assert passes == [(p, 2 * p) for p in range(1, 7)]
+    # a budget that ends within a pass: 5 steps are two passes and one minibatch of a third
+    gens, passes = network_generators(0, 2), []
+    train_stacked_steps([make_convnet(spec, generator=g) for g in gens], syn.images, syn.labels, steps=5,
+                        generators=gens, on_pass=lambda p, done, s: passes.append((p, done)), **kw)
+    assert passes == [(1, 2), (2, 4), (3, 5)]

@@ -300,7 +300,7 @@ def test_the_cifar10_jpeg_reduced_config_loads_and_validates():
     assert cfg.to_dict() == load_config("nas_cifar10_jpeg_reduced").to_dict()
     assert (cfg.data.validation, cfg.data.train_per_class, cfg.proxy.ipc, cfg.train.repeats) == ("split", 500, 10, 2)
     assert [parse_proxy_entry(p)[0] for p in cfg.proxies] == ["whole", "random", "herding", "dc", "dsa", "dm",
-                                                               "early-stopping"]
+                                                               "mtt", "early-stopping"]
     archs = select_archs(cfg)
     assert len(archs) >= 120 and set(archs) <= set(grid_archs())
     every = {(d, v) for a in grid_archs() for d, v in parse_arch(a).items()}
@@ -311,6 +311,20 @@ def test_the_cifar10_jpeg_reduced_config_loads_and_validates():
     provider = object.__new__(ProxyProvider)
     provider.config = cfg.proxy
     assert provider.iterations("dsa") == 200 and provider.matching_config().init == "real"
+    # MTT's proxy resolves as condense resolves it (the preset fills what the file leaves unset),
+    # to the documented CPU budget: 2 experts of 6 epochs, 50 iterations of 10 synthetic steps.
+    from dc_plugins.config import RunConfig, resolve
+    from dc_plugins.models import make_convnet
+
+    assert provider.iterations("mtt") == 50
+    mtt = resolve(RunConfig(method="mtt", ipc=cfg.proxy.ipc, preset=cfg.proxy.preset, seed=cfg.proxy.seed,
+                            matching=provider.matching_config(), trajectory=provider.trajectory_config()))
+    t = mtt.trajectory
+    assert (t.num_experts, t.expert_train_epochs, t.syn_steps, t.expert_epochs, t.max_start_epoch) == (2, 6, 10, 2, 4)
+    assert t.max_start_epoch - 1 + t.expert_epochs <= t.expert_train_epochs   # every start has its target
+    assert (t.zca, t.lr_teacher, mtt.matching.lr_img, mtt.matching.init) == (False, 0.01, 1000.0, "real")
+    # the matching network MTT trains experts of has no buffers (no BatchNorm running statistics)
+    assert not list(make_convnet(cfg.proxy.net, channels=3, num_classes=10, image_size=cfg.data.image_size).buffers())
 
 
 def test_the_cifar10_jpeg_reduced_config_names_a_known_dataset():
