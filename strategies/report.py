@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dc_plugins.io import atomic_path
 
-__all__ = ["summarise", "table_markdown", "write_outputs", "plot"]
+__all__ = ["summarise", "table_markdown", "paired_differences", "paired_markdown", "write_outputs", "plot"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -56,6 +56,46 @@ def table_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_differences(results: list[dict], baseline: str | None = None) -> list[dict]:
+    """Each memory's last-stage seen-average minus the baseline memory's (default: the herding
+    memory), seed by seed, with the same distillation setting: runs of one seed share the class
+    order and data order, so the difference removes the seed's own difficulty (the unpaired
+    spread over seeds is mostly that). One row per (memory, distillation): the per-seed
+    differences (points), their mean and std. Empty when there is no baseline run."""
+    memories = sorted({r["memory"] for r in results})
+    if baseline is None:
+        baseline = next((m for m in memories if "herding" in m), None)
+    if baseline is None or baseline not in memories:
+        return []
+    last = {(r["memory"], r["distillation"], r["seed"]): 100 * r["stages"][-1]["mean_seen"] for r in results}
+    rows = []
+    for distill in sorted({r["distillation"] for r in results}):
+        for memory in memories:
+            if memory == baseline:
+                continue
+            seeds = sorted(s for (m, d, s) in last if m == memory and d == distill
+                           and (baseline, distill, s) in last)
+            if not seeds:
+                continue
+            diffs = [last[(memory, distill, s)] - last[(baseline, distill, s)] for s in seeds]
+            mean, std = _mean_std(diffs)
+            rows.append({"memory": memory, "baseline": baseline, "distillation": distill, "seeds": seeds,
+                         "differences": diffs, "mean": mean, "std": std,
+                         "ahead_on_every_seed": all(d > 0 for d in diffs)})
+    return rows
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = [f"Last stage against {rows[0]['baseline']}, paired by seed (points):", "",
+             "| memory | distillation | seeds | per seed | mean ± std |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['memory']} | {'yes' if r['distillation'] else 'no'} | {len(r['seeds'])} | "
+                     + ", ".join(f"{d:+.2f}" for d in r["differences"]) + f" | {r['mean']:+.2f} ± {r['std']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_outputs(out: Path, results: list[dict], rows: list[dict]) -> None:
     """``results.csv`` (every run and stage), ``table.csv``, ``table.md`` and ``accuracy.png``."""
     out = Path(out)
@@ -76,8 +116,9 @@ def write_outputs(out: Path, results: list[dict], rows: list[dict]) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    paired = paired_markdown(paired_differences(results))
     with atomic_path(out / "table.md") as tmp:
-        tmp.write_text(table_markdown(rows))
+        tmp.write_text(table_markdown(rows) + ("\n" + paired if paired else ""))
     plot(out / "accuracy.png", rows)
 
 
