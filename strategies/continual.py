@@ -64,7 +64,7 @@ from dc_plugins.config import (METHODS, TRAJECTORY_METHODS, apply_overrides, mat
                                read_yaml_mapping)
 from dc_plugins import fingerprint
 from dc_plugins.fingerprint import ConfigMismatchError, config_diff  # the engine's: one rule everywhere
-from dc_plugins.io import write_json
+from dc_plugins.io import atomic_path, write_json
 
 from .e2e import AMBIGUOUS_HERDING, E2EConfig
 from .report import summarise, write_outputs
@@ -387,6 +387,10 @@ def run_one(cfg: ContinualConfig, benchmark, memory: str, distill: bool, seed: i
                 f"(per domain {', '.join(f'{100 * a:.1f}' for a in accs)}), forgetting "
                 f"{100 * stages[-1]['stream_forgetting']:.2f} in {stages[-1]['seconds']:.0f} s")
     replay = next((p for p in strategy.plugins if hasattr(p, "storage_policy")), None)
+    if replay is not None:  # for the memory probe (runs/ only: images are never committed)
+        from .memory_probe import save_memory
+
+        save_memory(run_dir, replay.storage_policy)
     result = {"memory": memory, "distillation": distill, "seed": seed, "stages": stages,
               "seconds": round(time.perf_counter() - start, 1),
               "memory_size": len(replay.storage_policy.buffer) if replay else 0,
@@ -397,14 +401,19 @@ def run_one(cfg: ContinualConfig, benchmark, memory: str, distill: bool, seed: i
 
 
 def run_continual(cfg: ContinualConfig, *, progress: bool = True, log: Callable[[str], None] = print,
-                  benchmark=None) -> list[dict]:
+                  benchmark=None, probe_epochs: int | None = None, probe_networks: int = 3) -> list[dict]:
     """Run (or reuse) every run of the grid, write the outputs under ``cfg.out`` and return the
     table rows (:func:`strategies.report.summarise`).
 
     Outputs: ``table.md``, ``table.csv``, ``results.csv``, ``accuracy.png``, ``config.json`` (the
     config, the data fingerprint, the table's configuration hash and each run's), and
-    ``runs/<name>/`` with ``result.json`` and Avalanche's logs. Existing run folders are checked
-    against the resolved configuration first (:class:`ConfigMismatchError`, nothing written).
+    ``runs/<name>/`` with ``result.json``, ``memory.pt`` (the final memory) and Avalanche's logs.
+    Existing run folders are checked against the resolved configuration first
+    (:class:`ConfigMismatchError`, nothing written).
+
+    ``probe_epochs``: also train ``probe_networks`` fresh learners on each run's final memory alone
+    (:mod:`strategies.memory_probe`; runs without a ``memory.pt``, finished before memories were
+    saved, are listed as not probed) and write ``probe.md``.
     """
     from dc_plugins.device import resolve_device
 
@@ -445,6 +454,26 @@ def run_continual(cfg: ContinualConfig, *, progress: bool = True, log: Callable[
         write_outputs(out, results, summarise(results))
     rows = summarise(results)
     write_outputs(out, results, rows)
+    if probe_epochs:
+        from .memory_probe import probe_markdown, probe_memory
+
+        probes, missing = {}, []
+        for memory, distill, seed in grid:
+            name = run_name(memory, distill, seed)
+            p = probe_memory(out / "runs" / name, benchmarks[seed], net=cfg.net, epochs=probe_epochs,
+                             networks=probe_networks, seed=seed, flip=cfg.learner_augment == "crop-flip",
+                             augment=cfg.learner_augment == "crop-flip", device=device)
+            if p is None:
+                missing.append(name)
+            else:
+                probes[(memory, distill, seed)] = p
+                log(f"  {name}: memory alone {100 * p['accuracy_mean']:.2f} % ({p['memory_images']} images)")
+        text = probe_markdown(probes) if probes else ""
+        if missing:
+            text += (f"\nNot probed (no memory.pt: finished before memories were saved; rerun them in an empty "
+                     f"--out): {', '.join(missing)}\n")
+        with atomic_path(out / "probe.md") as tmp:
+            tmp.write_text(f"Probe: {probe_epochs} epochs, {probe_networks} networks of {cfg.net}.\n\n" + text)
     return rows
 
 
@@ -464,6 +493,9 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
                    help="override any field, e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no condensation progress bars")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--probe-memory", type=int, default=None, metavar="EPOCHS",
+                   help="also train fresh learners on each run's final memory alone for EPOCHS epochs (probe.md)")
+    p.add_argument("--probe-networks", type=int, default=3, metavar="N", help="learners per memory probe (default 3)")
     return p
 
 
@@ -489,7 +521,11 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> l
         torch.set_num_threads(cfg.threads)
     warnings.filterwarnings("ignore", message=".*QP solver.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    rows = run_continual(cfg, progress=not args.no_progress, log=lambda line: print(line, flush=True))
+    if args.probe_memory is not None and (args.probe_memory <= 0 or args.probe_networks <= 0):
+        raise ValueError(f"--probe-memory and --probe-networks must be positive, got {args.probe_memory} and "
+                         f"{args.probe_networks}")
+    rows = run_continual(cfg, progress=not args.no_progress, log=lambda line: print(line, flush=True),
+                         probe_epochs=args.probe_memory, probe_networks=args.probe_networks)
     out = Path(cfg.out)
     print("\nAccuracy (%) after each stage, averaged over the test sets seen so far; mean ± std over seeds; "
           "forgetting: Avalanche's stream forgetting after the last stage (points)")

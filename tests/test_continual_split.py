@@ -164,3 +164,33 @@ def test_shipped_cifar10_jpeg_config_loads_with_its_budget():
         continual.load_config("continual_cifar10_jpeg", sets=["condense_per_method={dm: {iters: 1}}"])
     with pytest.raises(ValueError, match="stream 'split' is class-incremental"):
         continual.load_config("continual_cifar10_jpeg", sets=["scenario=task"])
+
+
+def test_memory_probe_trains_fresh_learners_on_each_final_memory(tiny_folder, tmp_path):
+    # Every run keeps its final memory (runs/ only); the probe trains fresh learners on it alone,
+    # tests them on all test classes, reuses a probe of the same settings and memory, and redoes
+    # it when a setting changes.
+    sets = ["stream=split", f"root={tiny_folder}", "image_size=8", "learner_augment=crop-flip", f"net={TINY_NET}",
+            "memories=[class-balanced-random, dm]", "distillation=[false]", "seeds=[0]", "device=cpu",
+            "train={mem_size: 20, ipc: 2, epochs: 1, batch: 16, balanced_finetuning: false}",
+            f"condense={{preset: cpu-quick, net: {TINY_NET}, flip: true, progress: false}}",
+            "condense_per_method={dm: {iterations: 1}}", f"out={tmp_path / 'out'}"]
+    cfg = continual.load_config(None, sets=sets)
+    continual.run_continual(cfg, progress=False, log=lambda line: None, probe_epochs=2, probe_networks=2)
+    out = tmp_path / "out"
+    for name in ("class-balanced-random-nokd-s0", "dm-nokd-s0"):
+        memory = torch.load(out / "runs" / name / "memory.pt", weights_only=True)
+        assert memory["images"].shape == (20, 3, 8, 8) and sorted(memory["labels"].unique().tolist()) == list(range(10))
+        probe = json.loads((out / "runs" / name / "probe.json").read_text())
+        assert len(probe["accuracies"]) == 2 and all(0.0 <= a <= 1.0 for a in probe["accuracies"])
+        assert probe["memory_images"] == 20 and probe["settings"]["epochs"] == 2
+    text = (out / "probe.md").read_text()
+    assert "| dm | no | 1 |" in text and "| class-balanced-random | no | 1 |" in text
+    first = (out / "runs" / "dm-nokd-s0" / "probe.json").stat().st_mtime_ns
+    continual.run_continual(cfg, progress=False, log=lambda line: None, probe_epochs=2, probe_networks=2)
+    assert (out / "runs" / "dm-nokd-s0" / "probe.json").stat().st_mtime_ns == first  # reused
+    continual.run_continual(cfg, progress=False, log=lambda line: None, probe_epochs=3, probe_networks=2)
+    assert json.loads((out / "runs" / "dm-nokd-s0" / "probe.json").read_text())["settings"]["epochs"] == 3
+    (out / "runs" / "dm-nokd-s0" / "memory.pt").unlink()
+    continual.run_continual(cfg, progress=False, log=lambda line: None, probe_epochs=3, probe_networks=2)
+    assert "Not probed" in (out / "probe.md").read_text() and "dm-nokd-s0" in (out / "probe.md").read_text()
