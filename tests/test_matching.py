@@ -243,3 +243,18 @@ def test_autocast_is_validated_and_left_out_of_fingerprints_when_off(digits_trai
     cfg.matching.autocast = "half"
     with pytest.raises(ValueError, match="'half'"):
         resolve(cfg)
+
+
+def test_a_network_trained_inside_the_matchers_autocast_learns(digits_train):
+    # DC's inner loop trains the network inside Matcher.precision(); with autocast's weight cast
+    # cache on, every forward of the region reused the first weights and the loss stayed at ln 10.
+    from dc_plugins.training import train_epoch
+
+    m = make_condenser(digits_train, "dc", 2, net=SMALL, seed=0, matching=MatchingConfig(autocast="bf16"))
+    net = m.new_network()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x, y = digits_train.images[:100], digits_train.labels[:100]
+    with m.precision():
+        losses = [train_epoch(net, x, y, opt, batch=256, generator=torch.Generator().manual_seed(0))
+                  for _ in range(30)]
+    assert losses[-1] < 0.5 * losses[0], losses

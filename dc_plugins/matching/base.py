@@ -94,7 +94,11 @@ class Matcher(ABC):
 
         if self.config.autocast is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[self.config.autocast]))
+        # cache_enabled=False: autocast keeps the low-precision copy of every weight for the whole
+        # region, so a network trained inside it (DC's inner loop) would keep running forward with
+        # its first weights (measured: the loss did not move over 30 epochs)
+        return torch.autocast(self.device.type, dtype=getattr(torch, AUTOCAST_DTYPES[self.config.autocast]),
+                              cache_enabled=False)
 
     @abstractmethod
     def step(self) -> float:
