@@ -18,7 +18,7 @@ import torch
 from .config import (METHODS, matching_fingerprint, PRESETS, TRAJECTORY_METHODS, RunConfig, apply_overrides, load_yaml, nest,
                      parse_assignment, resolve, trajectory_fingerprint)
 from .data import DATASETS, FOLDER_DATASETS, is_folder_dataset, load_dataset
-from .device import resolve_device
+from .device import resolve_device, tune_malloc
 from .fingerprint import config_hash, data_fingerprint
 from .io import write_json
 
@@ -163,6 +163,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_malloc()
     try:
         cfg = config_from_args(args)
         if args.print_config:
@@ -203,6 +204,7 @@ def experts_main(argv: list[str] | None = None) -> int:
     parser = build_parser("dc-experts", "Train the expert trajectories of trajectory matching (MTT) "
                                         "into trajectory.buffer or OUT/experts; finished experts are kept.")
     args = parser.parse_args(argv)
+    tune_malloc()
     try:
         if args.method is None:
             args.method = "mtt"

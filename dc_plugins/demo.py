@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-networks", type=int, default=3)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    from .device import tune_malloc
+
+    tune_malloc()
     # 16 px: the 8x8 digits upsampled once; at 8 px three pooling blocks leave 1x1 features.
     suite = Suite(["digits"], args.ipc, args.methods, out=args.out, preset="cpu-quick",
                   device=args.device, eval_networks=args.eval_networks, overrides={"image_size": 16})

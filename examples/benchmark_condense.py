@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 lets two benchmarks share a 2-core machine without OpenMP stalls)")
     args = p.parse_args(argv)
+    from dc_plugins.device import tune_malloc
+
+    tune_malloc()
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)

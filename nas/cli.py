@@ -94,6 +94,9 @@ _ARITY = {"run": (0, 0), "score": (0, 1), "export": (2, 2), "import": (1, 2)}
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from dc_plugins.device import tune_malloc
+
+    tune_malloc()
     low, high = _ARITY[args.command]
     if not low <= len(args.paths) <= high:
         usage = {"run": "dc-nas [run] [options]", "score": "dc-nas score [RUN_DIR | RESULTS.json] [options]",

@@ -537,6 +537,9 @@ def main(argv: Sequence[str] | None = None, description: str | None = None) -> l
 def cli(argv: Sequence[str] | None = None, *, prog: str = "dc-continual", description: str | None = None) -> int:
     """:func:`main` as a command: input errors are one line on stderr and exit status 2, an
     interruption is status 130 (the same command resumes)."""
+    from dc_plugins.device import tune_malloc
+
+    tune_malloc()
     try:
         main(argv, description)
     except KeyboardInterrupt:

@@ -31,3 +31,20 @@ def test_torch_threads_limits_inside_and_restores_after_errors():
     with pytest.raises(ValueError, match="threads must be >= 1.*got 0"):
         with torch_threads(0):
             pass
+
+
+def test_tune_malloc_is_opt_out_by_environment_and_refuses_bad_thresholds(monkeypatch):
+    # Run in a subprocess: mallopt changes the whole process.
+    import subprocess
+    import sys
+
+    code = "from dc_plugins.device import tune_malloc; print(tune_malloc(), tune_malloc(0), tune_malloc(2 ** 40))"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DC_PLUGINS_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    import platform
+
+    expected_first = "True" if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else "False"
+    assert out.split() == [expected_first, "False", "False"]
+    env["DC_PLUGINS_MALLOC"] = "default"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split()[0] == "False"
