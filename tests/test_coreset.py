@@ -87,3 +87,34 @@ def test_selectors_return_ipc_real_images_per_class(blobs, method):
         matches = (blobs.images == img).flatten(1).all(1).nonzero().flatten()
         assert matches.numel() == 1 and blobs.labels[matches[0]] == c
     assert len({tuple(img.flatten().tolist()) for img in syn.images}) == 12
+
+
+def test_the_reference_network_is_shared_by_content_across_reloads(monkeypatch):
+    # The suite loads the dataset again for each run; the shared reference network of herding,
+    # k-center and forgetting must be found again for an equal copy of the data, and not for
+    # other data.
+    import dc_plugins.coreset as coreset
+    from dc_plugins.config import SelectionConfig
+    from dc_plugins.data import ClassIndex, load_dataset
+    from dc_plugins.models import ConvNetSpec
+
+    calls = []
+    real_train = coreset.train_reference
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(coreset, "train_reference", counting)
+    coreset._REFERENCE_CACHE.clear()
+    data = load_dataset("digits", train=True)
+    spec = ConvNetSpec.parse("convnet-w16-d2").with_data(1, 10, 8)
+    cfg = SelectionConfig(reference_epochs=1)
+    for method, images in (("herding", data.images), ("kcenter", data.images.clone()),
+                           ("forgetting", data.images.clone())):
+        coreset.CoresetSelector(method, ClassIndex(images, data.labels, 10), 2, spec=spec, config=cfg).select()
+    assert len(calls) == 1
+    other = data.images.clone()
+    other[0] += 1.0
+    coreset.CoresetSelector("herding", ClassIndex(other, data.labels, 10), 2, spec=spec, config=cfg).select()
+    assert len(calls) == 2
