@@ -1,0 +1,38 @@
+"""Import shim for ``benchmarks/gpu/check_imports.sh``: never on the GPU machine.
+
+Loaded by a throw-away virtual environment (see check_imports.sh) in every Python process of a
+smoke run, the benchmarks' subprocesses included (they inherit the environment and the
+interpreter). It makes the modules named in ``GPU_CHECK_BLOCK`` (default: avalanche, nni,
+pydantic, the ones the GPU machine's image lacks) fail to import, as they would there, and, with
+``GPU_CHECK_IMPORT_LOG`` set, appends one line per process at exit: its pid, its command line
+and the top-level modules it imported.
+"""
+
+import atexit
+import os
+import sys
+
+_BLOCK = tuple(m for m in os.environ.get("GPU_CHECK_BLOCK", "avalanche,nni,pydantic").split(",") if m)
+
+
+class _Blocker:
+    """A meta-path finder that refuses the blocked top-level packages."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in _BLOCK:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by benchmarks/gpu/importcheck: "
+                                      f"absent on the GPU machine)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Blocker())
+
+_LOG = os.environ.get("GPU_CHECK_IMPORT_LOG")
+if _LOG:
+    def _dump():
+        tops = sorted({n.partition(".")[0] for n in list(sys.modules) if n and not n.startswith("_")})
+        argv = " ".join(sys.argv[:4])
+        with open(_LOG, "a") as f:
+            f.write(f"{os.getpid()}\t{argv}\t{' '.join(tops)}\n")
+
+    atexit.register(_dump)
