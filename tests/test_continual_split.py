@@ -122,12 +122,18 @@ def tiny_folder(tmp_path):
     return tmp_path / "folder"
 
 
-def test_runner_builds_one_split_stream_per_seed_from_an_image_folder(tiny_folder, tmp_path):
-    sets = ["stream=split", f"root={tiny_folder}", "image_size=8", "learner_augment=crop-flip", f"net={TINY_NET}",
-            "memories=[class-balanced-random, dm]", "distillation=[false]", "seeds=[0, 1]", "device=cpu",
+def tiny_split_settings(folder, out, *, seeds: list[int]) -> list[str]:
+    """``--set`` items of a split-CIFAR-shaped run on ``folder`` (random and DM memories, no
+    distillation, one epoch, DM at one iteration)."""
+    return ["stream=split", f"root={folder}", "image_size=8", "learner_augment=crop-flip", f"net={TINY_NET}",
+            "memories=[class-balanced-random, dm]", "distillation=[false]", f"seeds={seeds}", "device=cpu",
             "train={mem_size: 20, ipc: 2, epochs: 1, batch: 16, balanced_finetuning: false}",
             f"condense={{preset: cpu-quick, net: {TINY_NET}, flip: true, progress: false}}",
-            "condense_per_method={dm: {iterations: 1}}", f"out={tmp_path / 'out'}"]
+            "condense_per_method={dm: {iterations: 1}}", f"out={out}"]
+
+
+def test_runner_builds_one_split_stream_per_seed_from_an_image_folder(tiny_folder, tmp_path):
+    sets = tiny_split_settings(tiny_folder, tmp_path / "out", seeds=[0, 1])
     cfg = continual.load_config(None, sets=sets)
     rows = continual.run_continual(cfg, progress=False, log=lambda line: None)
     assert {(r["memory"], r["seeds"]) for r in rows} == {("class-balanced-random", 2), ("dm", 2)}
@@ -170,11 +176,7 @@ def test_memory_probe_trains_fresh_learners_on_each_final_memory(tiny_folder, tm
     # Every run keeps its final memory (runs/ only); the probe trains fresh learners on it alone,
     # tests them on all test classes, reuses a probe of the same settings and memory, and redoes
     # it when a setting changes.
-    sets = ["stream=split", f"root={tiny_folder}", "image_size=8", "learner_augment=crop-flip", f"net={TINY_NET}",
-            "memories=[class-balanced-random, dm]", "distillation=[false]", "seeds=[0]", "device=cpu",
-            "train={mem_size: 20, ipc: 2, epochs: 1, batch: 16, balanced_finetuning: false}",
-            f"condense={{preset: cpu-quick, net: {TINY_NET}, flip: true, progress: false}}",
-            "condense_per_method={dm: {iterations: 1}}", f"out={tmp_path / 'out'}"]
+    sets = tiny_split_settings(tiny_folder, tmp_path / "out", seeds=[0])
     cfg = continual.load_config(None, sets=sets)
     continual.run_continual(cfg, progress=False, log=lambda line: None, probe_epochs=2, probe_networks=2)
     out = tmp_path / "out"

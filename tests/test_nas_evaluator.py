@@ -13,28 +13,15 @@ import nas.space  # noqa: E402,F401  (imports NNI without its torch-version warn
 from nni.nas.space import SimplifiedModelSpace  # noqa: E402
 
 
-from nas.config import DataConfig, ProxyConfig, TrainConfig  # noqa: E402
-from nas.data import load_split  # noqa: E402
+from nas.config import TrainConfig  # noqa: E402
 from nas.evaluator import evaluate_architecture, make_evaluator, read_record, record_path, train_architecture  # noqa: E402
-from nas.proxy import ProxyProvider, early_stopping_steps  # noqa: E402
+from nas.proxy import early_stopping_steps  # noqa: E402
 from nas.space import make_space, parse_arch  # noqa: E402
+from tests.nas_util import ARCHS, provider, split  # noqa: E402,F401  (fixtures)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is found to be not a nn.Module")
 
-DATA = DataConfig(dataset="digits", val_fraction=0.2)
 TRAIN = TrainConfig(epochs=4, whole_epochs=1, report_every=2, batch=64)
-ARCHS = ["w8-d1-instance-relu-avg", "w8-d2-batch-leakyrelu-max"]
-
-
-@pytest.fixture(scope="module")
-def split():
-    return load_split(DATA)
-
-
-@pytest.fixture(scope="module")
-def provider(split, tmp_path_factory):
-    return ProxyProvider(split, ProxyConfig(ipc=3, preset="cpu-quick"), tmp_path_factory.mktemp("cache"),
-                         progress=False)
 
 
 def test_evaluator_reports_final_result_under_mock_runtime(split, provider, tmp_path):

@@ -13,36 +13,18 @@ pytest.importorskip("nni")
 import nas.space  # noqa: E402,F401  (imports NNI without its torch-version warnings)
 
 import nas.evaluator as evaluator  # noqa: E402
-from nas.config import DataConfig, NasConfig, ProxyConfig, TrainConfig, load_config  # noqa: E402
-from nas.data import load_split  # noqa: E402
+from nas.config import NasConfig, TrainConfig, load_config  # noqa: E402
 from nas.evaluator import train_architecture  # noqa: E402
 from nas.experiment import records_dir, train_fingerprint  # noqa: E402
-from nas.proxy import ProxyProvider, early_stopping_steps  # noqa: E402
-from nas.space import make_space, parse_arch  # noqa: E402
+from nas.proxy import early_stopping_steps  # noqa: E402
+from nas.space import parse_arch  # noqa: E402
+from tests.nas_util import ARCHS, provider, space, split  # noqa: E402,F401  (fixtures)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is found to be not a nn.Module")
 
-DATA = DataConfig(dataset="digits", val_fraction=0.2)
 # 30 images a proxy (ipc 3) in minibatches of 16: two steps an epoch, the last one short; lr x0.1
 # at step 4 of 8; a curve point at epoch 2.
 TRAIN = TrainConfig(epochs=4, whole_epochs=1, report_every=2, batch=16, repeats=3, parallel=1)
-ARCHS = ["w8-d1-instance-relu-avg", "w8-d2-batch-leakyrelu-max"]
-
-
-@pytest.fixture(scope="module")
-def split():
-    return load_split(DATA)
-
-
-@pytest.fixture(scope="module")
-def provider(split, tmp_path_factory):
-    return ProxyProvider(split, ProxyConfig(ipc=3, preset="cpu-quick"), tmp_path_factory.mktemp("cache"),
-                         progress=False)
-
-
-@pytest.fixture(scope="module")
-def space(split):
-    return make_space(split.channels, split.num_classes, split.image_size, ARCHS)
 
 
 def trained(space, arch, proxy, train, monkeypatch, **kwargs):
