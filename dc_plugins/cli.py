@@ -155,7 +155,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
                           zca=getattr(condenser, "zca", None))
         result.update(accuracy_mean=ev.mean, accuracy_std=ev.std, accuracies=ev.accuracies,
                       eval_epochs=ev.epochs, eval_augment=ev.augment, eval_net=ev.net,
-                      eval_seconds=ev.seconds)
+                      eval_seconds=ev.seconds, eval_lr=ev.lr)  # the set's learned step size for MTT
     write_json(out / "result.json", result)
     return result
 

@@ -22,6 +22,7 @@ def test_cli_end_to_end_on_a_tiny_budget(tmp_path, capsys):
         assert key in result
     assert (result["method"], result["dataset"], result["ipc"], result["iterations"]) == ("dsa", "digits", 2, 3)
     assert len(result["accuracies"]) == 2 and result["seconds_per_iteration"] > 0
+    assert result["eval_lr"] == 0.01  # the protocol's lr: DSA learns no step size
     assert result["config"]["matching"]["lr_img"] == 0.05 and result["config"]["matching"]["batch_real"] == 16
     syn = SyntheticSet.load(out / "set.pt")
     assert syn.images.shape == (20, 1, 8, 8) and syn.method == "dsa"

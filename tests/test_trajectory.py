@@ -19,6 +19,7 @@ from dc_plugins.fingerprint import ConfigMismatchError
 from dc_plugins.matching.trajectory import (Student, TrajectoryMatcher, draw_plan, exact_trajectory_gradients,
                                             unrolled_trajectory_gradients)
 from dc_plugins.models import ConvNetSpec, make_convnet
+from dc_plugins.synthetic import SyntheticSet
 from dc_plugins.trajectories import CorruptExpertError, ExpertTrajectories, MissingExpertsError, expert_metadata
 from dc_plugins.zca import ZCA
 
@@ -365,9 +366,11 @@ def test_cli_builds_experts_alone_and_condenses_with_mtt(tmp_path, capsys):
     assert experts_main(flags) == 0
     assert "1 trained now" in capsys.readouterr().out
     mtime = (tmp_path / "experts" / "expert_0000.pt").stat().st_mtime_ns
-    assert main(["--method", "mtt", "--iterations", "2", "--eval-networks", "0"] + flags) == 0
+    assert main(["--method", "mtt", "--iterations", "2", "--eval-networks", "1", "--eval-epochs", "2"] + flags) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["method"] == "mtt" and result["fingerprint"]["trajectory"]["syn_steps"] == 4
+    # evaluated with the step size the set learned, and the result says which
+    assert result["eval_lr"] == SyntheticSet.load(tmp_path / "set.pt").config["syn_lr"] != 0.01
     assert (tmp_path / "experts" / "expert_0000.pt").stat().st_mtime_ns == mtime  # reused, not retrained
     assert (tmp_path / "set.pt").is_file()
     # a buffer of another network, named
