@@ -1,6 +1,7 @@
 """``make demo``: condense scikit-learn's bundled digits (offline, ships with the dependencies)
 with DC and DM at 1 and 10 images per class, evaluate them against random and herding
-selection, print the table and write the image grids. About 8.5 minutes on 2 CPU cores (measured 2026-11-26).
+selection, print the table and write the image grids. About 21 minutes on 2 CPU cores (measured
+2026-12-02; 8.5 on a faster machine on 2026-11-26), most of it evaluation.
 
 Budget (the ``cpu-quick`` preset, digits upsampled to 16x16 px): DC 100 outer iterations at
 ipc 1 and 10 at ipc 10 (inner loop 5), DM 200 iterations, 64 real images per class per step;
