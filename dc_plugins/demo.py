@@ -13,9 +13,8 @@ not MNIST, and the DC code augments only MNIST and BatchNorm networks).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .suite import Suite, format_table
+from .suite import Suite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     suite = Suite(["digits"], args.ipc, args.methods, out=args.out, preset="cpu-quick",
                   device=args.device, eval_networks=args.eval_networks, overrides={"image_size": 16})
     results = suite.run(log=lambda s: print(s, flush=True))
-    text = format_table(results)
-    (Path(args.out) / "table.md").write_text(text + "\n")
+    text = suite.write_tables(results)
     print("\nscikit-learn digits (1,437 train / 360 test images, 8x8 px upsampled to 16), cpu-quick preset:\n")
     print(text)
     print(f"\nimage grids (one row per class): {args.out}/digits/ipc*/<method>/grid.png")

@@ -14,16 +14,21 @@ fields, so that no table mixes configurations. The same holds for a checkpoint i
 images or sets). A run found there with the fingerprint the suite would run now is not rerun, so
 the benchmark continues on a fresh checkout; one of another configuration is refused like a
 finished run in ``out``.
+
+:meth:`Suite.write_tables` writes ``OUT/table.md`` from this suite's runs and, with ``results``,
+``RESULTS/table.md`` from *every* run kept there, so a later invocation over one method (say, the
+MTT row added to a table measured earlier) extends the committed table instead of replacing it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import RunConfig, resolve
-from .io import write_json
+from .config import MATCHING_METHODS, SELECTION_METHODS, RunConfig, resolve
+from .io import atomic_path, write_json
 
 __all__ = ["Suite", "format_table"]
 
@@ -90,6 +95,35 @@ class Suite:
         if self.results is None:
             return None
         return Path(self.results) / f"{dataset}-ipc{ipc}-{method}.json"
+
+    def kept_results(self) -> list[dict]:
+        """Every run kept in ``results``, this suite's or an earlier one's, in table order."""
+        if self.results is None:
+            return []
+        kept = [_read_result(path) for path in Path(self.results).glob("*.json") if _KEPT_NAME.fullmatch(path.name)]
+        return sorted(kept, key=_table_order)
+
+    def write_tables(self, results: list[dict]) -> str:
+        """Write ``OUT/table.md`` (``results``) and ``RESULTS/table.md`` (all kept runs); return the first."""
+        text = format_table(results)
+        _write_text(Path(self.out) / "table.md", text + "\n")
+        if self.results is not None:
+            _write_text(Path(self.results) / "table.md", format_table(self.kept_results()) + "\n")
+        return text
+
+
+# <dataset>-ipc<k>-<method>.json; other JSON files (e.g. the whole-set reference) are not runs
+_KEPT_NAME = re.compile(r".+-ipc\d+-[a-z]+\.json")
+_METHOD_ORDER = {m: i for i, m in enumerate(SELECTION_METHODS + MATCHING_METHODS)}
+
+
+def _table_order(r: dict) -> tuple:
+    return r["dataset"], r["ipc"], _METHOD_ORDER.get(r["method"], len(_METHOD_ORDER)), r["method"]
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _read_result(path: Path) -> dict:

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from dc_plugins.config import METHODS, parse_assignment
-from dc_plugins.suite import Suite, format_table
+from dc_plugins.suite import Suite
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     suite = Suite(args.datasets, args.ipc, args.methods, out=args.out, root=args.root, preset=args.preset,
                   seed=args.seed, device=args.device, eval_networks=args.eval_networks, overrides=overrides,
                   results=args.results)
-    text = format_table(suite.run(log=lambda s: print(s, flush=True)))
-    (Path(args.out) / "table.md").write_text(text + "\n")
-    if args.results:
-        (Path(args.results) / "table.md").write_text(text + "\n")
-    print(text)
+    suite.write_tables(suite.run(log=lambda s: print(s, flush=True)))
+    # the committed table holds every kept run, earlier invocations' too
+    print((Path(args.results or args.out) / "table.md").read_text(), end="")
     return 0
 
 

@@ -16,7 +16,7 @@ def tiny_suite(out, **overrides) -> Suite:
 
 
 def test_finished_runs_are_reused_only_for_the_same_configuration(tmp_path, monkeypatch):
-    import dc_plugins.cli as cli
+    from dc_plugins import cli
 
     first = tiny_suite(tmp_path).run(log=lambda s: None)
     calls = []
@@ -52,7 +52,7 @@ def test_changed_data_is_a_changed_configuration(tmp_path):
 
 
 def test_committed_results_let_a_fresh_checkout_continue(tmp_path, monkeypatch):
-    import dc_plugins.cli as cli
+    from dc_plugins import cli
 
     results = tmp_path / "results"
     first = tiny_suite(tmp_path / "machine1")
@@ -82,3 +82,20 @@ def test_a_corrupt_committed_result_is_refused_by_name(tmp_path):
     suite.results = str(results)
     with pytest.raises(ValueError, match=r"digits-ipc1-random.json is not a result file"):
         suite.run(log=lambda s: None)
+
+
+def test_the_committed_table_holds_every_kept_run_not_only_this_invocations(tmp_path):
+    results = tmp_path / "results"
+    first = tiny_suite(tmp_path / "out")
+    first.results = str(results)
+    first.write_tables(first.run(log=lambda s: None))
+    (results / "whole-set.json").write_text('{"not": "a run"}')  # other files in the folder are not rows
+
+    second = Suite(["digits"], [1], ["herding"], out=str(tmp_path / "out"), preset="cpu-quick", eval_networks=1,
+                   overrides={"net": "convnet-w4-d1", "eval": {"epochs": 2}}, results=str(results))
+    text = second.write_tables(second.run(log=lambda s: None))
+    assert "| herding |" in text and "| random |" not in text  # OUT/table.md: this invocation
+    committed = (results / "table.md").read_text()
+    rows = [line for line in committed.splitlines() if line.startswith("| digits")]
+    assert [row.split(" | ")[2] for row in rows] == ["random", "herding"]  # table order, both kept
+    assert not list(results.glob(".*.tmp*"))
