@@ -416,6 +416,10 @@ def run_nas(config: NasConfig, *, function=evaluate_architecture) -> NasResults:
             with torch_threads(config.threads):  # building a proxy (condensation) runs in this process
                 proxy = provider.get(entry)
         _logger.info("proxy %s: %d images (%s)", proxy.label, proxy.num_images, "cached" if proxy.cached else "built")
+        # Listed before its trials run, so that `dc-nas export` of a run stopped during this proxy
+        # keeps its finished trials (the export reads them from the proxy's records folder).
+        results.runs.setdefault(proxy.label, ProxyRun(proxy, {}))
+        write_results(results)
         results.runs[proxy.label] = run_proxy_experiment(archs, proxy, split, config, out=out, function=function)
         write_results(results)  # partial results survive an interruption of later proxies
     if reference in results.runs:

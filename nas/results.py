@@ -130,11 +130,30 @@ def export_results(run_dir: str | Path, path: str | Path) -> Path:
     from .experiment import load_results
 
     results = load_results(run_dir)
+    _refresh_from_records(results, Path(run_dir))
     payload = results_payload(results, run_dir)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(_dumps(payload) + "\n")
     return path
+
+
+def _refresh_from_records(results, run_dir: Path) -> None:
+    """Take each proxy's trials from its records folder, where every trial writes its record when
+    it ends: ``results.json`` is rewritten only after a whole proxy, so without this an export of a
+    run stopped mid-proxy (a session ending three hours into a five-hour grid) would lose that
+    proxy's finished trials. Records of another proxy key, or unreadable ones, are ignored."""
+    from .evaluator import read_record, record_path
+    from .experiment import records_dir
+
+    config = _config_of(results)
+    for run in results.runs.values():
+        folder = records_dir(run_dir, run.proxy, config)
+        for arch in results.archs:
+            rec = read_record(record_path(folder, arch))
+            if rec is not None and rec.arch == arch and rec.proxy_key == run.proxy.key:
+                run.records[arch] = rec
+        run.records = {a: run.records[a] for a in results.archs if a in run.records}
 
 
 def read_results_file(path: str | Path) -> dict:

@@ -116,6 +116,32 @@ def test_a_continued_run_trains_only_what_the_file_lacks(tmp_path):
     assert all(len(run.finished) == 5 and len(run.skipped) == 4 for run in continued.runs.values())
 
 
+def test_a_run_stopped_during_a_proxy_exports_that_proxys_finished_trials(tmp_path, monkeypatch):
+    import nas.experiment as experiment
+
+    real = experiment.run_proxy_experiment
+
+    def stopped_during_random(archs, proxy, *args, **kwargs):
+        if proxy.label == "random":  # two trials end, then the session does
+            real(archs[:2], proxy, *args, **kwargs)
+            raise KeyboardInterrupt("session over")
+        return real(archs, proxy, *args, **kwargs)
+
+    cfg = tiny_config(tmp_path, proxies=["whole", "random"])
+    monkeypatch.setattr(experiment, "run_proxy_experiment", stopped_during_random)
+    with pytest.raises(KeyboardInterrupt):
+        run_nas(cfg)
+    monkeypatch.undo()
+    path = export_results(cfg.out, tmp_path / "stopped.json")
+    trials = read_results_file(path)["proxies"]["random"]["trials"]
+    assert [row[1] for row in trials] == ["finished", "finished"]
+    fresh = apply_values(tiny_config(tmp_path, proxies=["whole", "random"]), {"out": str(tmp_path / "fresh")})
+    assert import_results(path, fresh) == {"whole": {"imported": 5, "kept": 0}, "random": {"imported": 2, "kept": 0}}
+    TRAINED.clear()
+    continued = run_nas(fresh, function=counting)
+    assert len(TRAINED) == 3 and len(continued.runs["random"].finished) == 5  # only the three left
+
+
 @pytest.mark.parametrize("changes, field", [
     ({"proxy": {"seed": 1}}, "proxies.random.config.seed: 0 -> 1"),
     ({"train": {"epochs": 4}}, "proxies.random.train.epochs: 3 -> 4"),
