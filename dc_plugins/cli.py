@@ -89,10 +89,11 @@ def run_fingerprint(cfg: RunConfig, train, test) -> dict:
     from dataclasses import asdict
 
     # eval.parallel (networks trained together) changes the networks only by float rounding, as the
-    # device does; left out, results written before it existed keep their fingerprint
+    # device does, and eval.workers (processes) not at all; left out, results written before they
+    # existed keep their fingerprint
     # learned_lr is recorded only when switched off: it acts on sets with a learned step size only
     evaluation = {k: v for k, v in asdict(cfg.eval).items()
-                  if k != "parallel" and not (k == "learned_lr" and v is True)}
+                  if k not in ("parallel", "workers") and not (k == "learned_lr" and v is True)}
     fp = {"method": cfg.method, "dataset": cfg.dataset, "ipc": cfg.ipc, "iterations": cfg.iterations,
           "seed": cfg.seed, "net": cfg.net, "image_size": cfg.image_size,
           "matching": matching_fingerprint(cfg.matching), "selection": asdict(cfg.selection), "eval": evaluation,

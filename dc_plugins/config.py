@@ -224,6 +224,10 @@ class EvalConfig:
     # the same networks as one by one, up to float rounding. None = by device
     # (dc_plugins.evaluation.parallel_networks: 1 on a CPU, where stacking measured slower).
     parallel: int | None = None
+    # Processes that train networks side by side on the CPU, each with its share of the torch
+    # threads (dc_plugins.evaluation.evaluate_set); the same networks as in one process. 1 = in
+    # this process. Ignored on other devices (one device, one process).
+    workers: int = 1
     # Sets that learned their training step size (MTT, SelMatch: ``syn_lr`` in the set's config)
     # are evaluated with it instead of ``lr``, as the MTT code evaluates (args.lr_net = syn_lr).
     learned_lr: bool = True
@@ -395,6 +399,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
     if cfg.eval.parallel is not None and (isinstance(cfg.eval.parallel, bool) or not isinstance(cfg.eval.parallel, int)
                                           or cfg.eval.parallel < 1):
         raise ValueError(f"eval.parallel must be a positive integer or None, got {cfg.eval.parallel!r}")
+    if isinstance(cfg.eval.workers, bool) or not isinstance(cfg.eval.workers, int) or cfg.eval.workers < 1:
+        raise ValueError(f"eval.workers must be a positive integer (processes), got {cfg.eval.workers!r}")
     if cfg.eval.augment not in ("auto", "dsa", "dc", "none"):
         raise ValueError(f"eval.augment must be auto, dsa, dc or none, got {cfg.eval.augment!r}")
     if cfg.method in TRAJECTORY_METHODS:

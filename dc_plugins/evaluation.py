@@ -156,6 +156,81 @@ def network_generators(seed: int, n: int) -> list[torch.Generator]:
     return [make_generator(s) for s in seeds]
 
 
+@dataclass
+class _NetworkJob:
+    """Everything a process needs to train and test evaluation networks by their index k (whose
+    generator is ``network_generators(seed, networks)[k]``, wherever it is trained)."""
+
+    spec: ConvNetSpec
+    images: torch.Tensor
+    labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    epochs: int
+    config: EvalConfig
+    augment: Augment | None
+    seed: int
+    parallel: int
+
+    def train(self, indices, *, progress: bool = False) -> list[tuple[float, float, float]]:
+        """(test accuracy, training-set accuracy, training seconds) of networks ``indices``,
+        ``parallel`` at a time as one stacked model."""
+        indices = list(indices)
+        all_generators = network_generators(self.seed, self.config.networks)
+        out = []
+        for first in range(0, len(indices), self.parallel):
+            chunk = [all_generators[k] for k in indices[first:first + self.parallel]]
+            started = time.perf_counter()
+            device = self.images.device
+            nets = [make_convnet(self.spec, generator=g, device=device) for g in chunk]
+            if len(nets) == 1:
+                train_on_set(nets[0], self.images, self.labels, epochs=self.epochs, config=self.config,
+                             generator=chunk[0], augment=self.augment, progress=progress)
+            else:
+                c = self.config
+                train_stacked(nets, self.images, self.labels, epochs=self.epochs, generators=chunk, lr=c.lr,
+                              momentum=c.momentum, weight_decay=c.weight_decay, batch=c.batch,
+                              augment=self.augment, progress=progress)
+            seconds = (time.perf_counter() - started) / len(nets)
+            out += [(accuracy(net, self.test_images, self.test_labels), accuracy(net, self.images, self.labels),
+                     seconds) for net in nets]
+        return out
+
+
+_WORKER_JOB: _NetworkJob | None = None
+
+
+def _start_worker(job: _NetworkJob, threads: int) -> None:
+    global _WORKER_JOB
+    torch.set_num_threads(threads)
+    _WORKER_JOB = job
+
+
+def _train_by_index(indices: list[int]) -> list[tuple[float, float, float]]:
+    return _WORKER_JOB.train(indices)
+
+
+def _train_in_workers(job: _NetworkJob, workers: int, bar) -> list[tuple[float, float, float]]:
+    """Train the networks in ``workers`` spawned processes sharing this one's torch threads. One
+    network's training is a chain of tiny steps that keeps few cores busy (at ipc 1 an epoch is
+    one step on 10 images), so processes side by side use the cores that threads cannot.
+    Spawned, not forked: a fork of a process whose OpenMP pool has run can hang in the child."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // workers)
+    n, step = job.config.networks, job.parallel
+    tasks = [list(range(first, min(first + step, n))) for first in range(0, n, step)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(job, threads)) as pool:
+        futures = [pool.submit(_train_by_index, t) for t in tasks]
+        outcomes = []
+        for future in futures:  # in network order; the bar advances as each chunk ends
+            outcomes += future.result()
+            bar.update(len(outcomes) - bar.n)
+    return outcomes
+
+
 def parallel_networks(config: EvalConfig, device: torch.device | str) -> int:
     """How many networks train together as one stacked model (``config.parallel``; ``None``: by device).
 
@@ -194,7 +269,9 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
     Network k is initialised and trained from its own generator (:func:`network_generators`);
     ``config.parallel`` networks at a time train as one stacked model
     (:func:`~dc_plugins.stacked.train_stacked`), which gives each network what training it alone
-    gives, up to float rounding: the result depends on the seed, not on ``parallel``.
+    gives, up to float rounding: the result depends on the seed, not on ``parallel``. On a CPU,
+    ``config.workers`` processes train networks side by side (:func:`_train_in_workers`), with the
+    same result up to the float rounding of another thread count.
 
     ``zca``: the whitening a set was learned under (MTT with ``trajectory.zca``; sets are stored
     in the dataset's normalised space): the set and the test images are whitened with it and the
@@ -205,6 +282,8 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
     config = config or EvalConfig()
     device = test.images.device
     parallel = parallel_networks(config, device)
+    if isinstance(config.workers, bool) or not isinstance(config.workers, int) or config.workers < 1:
+        raise ValueError(f"eval.workers must be a positive integer (processes), got {config.workers!r}")
     if spec is None:
         spec = ConvNetSpec.parse(config.net or syn.config.get("net", "convnet"))
     spec = spec.with_data(test.channels, test.num_classes, test.image_size)
@@ -228,26 +307,20 @@ def evaluate_set(syn: SyntheticSet, test: ImageDataset, *, config: EvalConfig | 
     if zca is not None:
         images = zca.transform(images)
         test = replace(test, images=zca.transform(test.images))
-    generators = network_generators(seed, config.networks)
+    job = _NetworkJob(spec, images, labels, test.images, test.labels, epochs, config, augment, seed, parallel)
     start = time.perf_counter()
-    accs, train_accs, train_seconds = [], [], 0.0
     bar = tqdm(total=config.networks, desc=f"evaluate {syn.method}", disable=not progress, unit="net")
-    for first in range(0, config.networks, parallel):
-        chunk = generators[first:first + parallel]
-        started = time.perf_counter()
-        nets = [make_convnet(spec, generator=g, device=device) for g in chunk]
-        if len(nets) == 1:
-            train_on_set(nets[0], images, labels, epochs=epochs, config=config, generator=chunk[0],
-                         augment=augment, progress=progress)
-        else:
-            train_stacked(nets, images, labels, epochs=epochs, generators=chunk, lr=config.lr,
-                          momentum=config.momentum, weight_decay=config.weight_decay, batch=config.batch,
-                          augment=augment, progress=progress)
-        train_seconds += time.perf_counter() - started
-        for net in nets:
-            accs.append(accuracy(net, test.images, test.labels))
-            train_accs.append(accuracy(net, images, labels))
-        bar.update(len(nets))
+    workers = min(config.workers, config.networks) if device.type == "cpu" else 1
+    if workers > 1:
+        outcomes = _train_in_workers(job, workers, bar)
+    else:
+        outcomes = []
+        for first in range(0, config.networks, parallel):
+            outcomes += job.train(range(first, min(first + parallel, config.networks)), progress=progress)
+            bar.update(len(outcomes) - bar.n)
     bar.close()
+    accs, train_accs = [o[0] for o in outcomes], [o[1] for o in outcomes]
+    # with workers: the networks' training seconds summed over the processes (compute, not wall)
+    train_seconds = sum(o[2] for o in outcomes)
     return EvalResult(accs, epochs, kind, str(spec), time.perf_counter() - start, train_accs, train_seconds,
                       config.lr)
