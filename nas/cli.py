@@ -123,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.fresh:
             shutil.rmtree(Path(cfg.out) / "trials", ignore_errors=True)
         from .experiment import run_nas
-        from .scoring import format_report
 
         results = run_nas(cfg)
     except KeyboardInterrupt as err:
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for arch in run.failed:
             print(f"  failed {arch}: {(run.records[arch].error or '').splitlines()[0]}")
     if results.scores:
-        print(format_report(results.scores, results.agreement, results.choices))
+        print(results.report())
     print(f"results: {results.out}/results.json, results.csv, scores.md, scatter.png")
     return 0
 
@@ -147,7 +146,7 @@ def _score(args) -> int:
     """Re-score a run folder (rewrites its scores) or a results file (prints only)."""
     from .experiment import load_results, score_results, write_results
     from .results import results_from_file
-    from .scoring import format_report, scatter_plot
+    from .scoring import scatter_plot
 
     target = Path(args.paths[0]) if args.paths else None
     from_file = target is not None and not target.is_dir()
@@ -163,9 +162,10 @@ def _score(args) -> int:
         scatter_plot(results.runs, reference, Path(results.out) / "scatter.png")
     if args.json:
         print(json.dumps({"source": str(results.out), "commit": results.commit, "scores": results.scores,
-                          "agreement": results.agreement, "choices": results.choices}, indent=2))
+                          "agreement": results.agreement, "choices": results.choices,
+                          "spread": results.spread, "margins": results.margins}, indent=2))
     else:
-        print(format_report(results.scores, results.agreement, results.choices))
+        print(results.report())
     return 0
 
 

@@ -109,6 +109,13 @@ class NasResults:
     agreement: list[dict] = field(default_factory=list)  # seed-to-seed, runs with train.repeats >= 2
     choices: list[dict] = field(default_factory=list)    # design choices in each run's own top-k
     commit: str = "unknown"                              # code commit of the run (git HEAD), or "unknown"
+    spread: list[dict] = field(default_factory=list)     # each training of a proxy against the reference
+    margins: list[dict] = field(default_factory=list)    # condensed proxies against the selection ones
+
+    def report(self) -> str:
+        """The Markdown report of the scores (``scores.md``, what ``dc-nas score`` prints)."""
+        from .scoring import format_report
+        return format_report(self.scores, self.agreement, self.choices, self.spread, self.margins)
 
 
 def select_archs(config: NasConfig) -> list[str]:
@@ -459,12 +466,15 @@ def _imported_proxy(out: Path, entry: str, provider: ProxyProvider, config: NasC
 
 
 def score_results(results: NasResults, reference: str, ks) -> NasResults:
-    """Fill ``results.scores`` (each proxy against ``reference``), ``results.agreement`` and
-    ``results.choices`` (at the largest of ``ks``)."""
-    from .scoring import repeat_agreement, score_runs, top_k_choices
+    """Fill ``results.scores`` (each proxy against ``reference``), ``results.agreement``,
+    ``results.spread`` and ``results.margins`` (the seed-to-seed tables) and ``results.choices``
+    (at the largest of ``ks``)."""
+    from .scoring import margins, repeat_agreement, score_runs, top_k_choices, training_spread
 
     results.scores = score_runs(results.runs, reference, ks)
     results.agreement = repeat_agreement(results.runs, ks)
+    results.spread = training_spread(results.runs, reference, ks)
+    results.margins = margins(results.scores, results.spread)
     ref_row = next(r for r in results.scores if r["proxy"] == reference)
     results.choices = top_k_choices(results.runs, max(ref_row["top_k"].values()))
     return results
@@ -480,13 +490,14 @@ def write_results(results: NasResults) -> None:
     """``results.json`` (everything), ``results.csv`` (one row per trial) and, once scored,
     ``scores.csv`` / ``scores.md`` (with the seed-to-seed table when trials were repeated, and the
     design choices of each run's top-k); all written atomically."""
-    from .scoring import SCORE_FIELDS, format_report
+    from .scoring import SCORE_FIELDS
 
     out = Path(results.out)
     payload = {"config": results.config, "data": results.data, "archs": results.archs,
                "proxies": {label: {**run.summary(), "trials": [r.to_dict() for r in run.records.values()]}
                            for label, run in results.runs.items()},
                "scores": results.scores, "agreement": results.agreement, "choices": results.choices,
+               "spread": results.spread, "margins": results.margins,
                "commit": results.commit}
     write_json(out / "results.json", payload)
     with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -505,7 +516,7 @@ def write_results(results: NasResults) -> None:
             for row in results.scores:
                 w.writerow({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in row.items()})
         with atomic_path(out / "scores.md") as tmp:
-            tmp.write_text(format_report(results.scores, results.agreement, results.choices) + "\n")
+            tmp.write_text(results.report() + "\n")
 
 
 def load_results(out: str | Path) -> NasResults:
@@ -524,4 +535,5 @@ def load_results(out: str | Path) -> NasResults:
         records = {t["arch"]: TrialRecord(**t) for t in d["trials"]}
         runs[label] = ProxyRun(proxy, records, experiment_id=d.get("experiment_id"), wall_seconds=d["wall_seconds"])
     return NasResults(payload["config"], payload["data"], payload["archs"], runs, payload.get("scores", []), str(out),
-                      payload.get("agreement", []), payload.get("choices", []), payload.get("commit", "unknown"))
+                      payload.get("agreement", []), payload.get("choices", []), payload.get("commit", "unknown"),
+                      payload.get("spread", []), payload.get("margins", []))

@@ -26,7 +26,8 @@ from dc_plugins.io import atomic_path
 
 __all__ = ["spearman", "parse_k", "check_top_k", "top_k", "score_proxy", "score_runs", "format_table",
            "repeat_agreement", "format_agreement", "top_k_choices", "format_choices", "format_report",
-           "scatter_plot", "proxy_compute", "equal_compute_early_stopping", "SCORE_FIELDS"]
+           "scatter_plot", "proxy_compute", "equal_compute_early_stopping", "training_spread",
+           "format_training_spread", "margins", "format_margins", "SCORE_FIELDS"]
 
 SCORE_FIELDS = ("proxy", "n", "spearman_all", "spearman_top", "top_k", "best_arch_by_proxy",
                 "best_arch_reference_accuracy", "best_reference_accuracy", "best_arch_proxy_accuracy",
@@ -193,6 +194,124 @@ def repeat_agreement(runs: Mapping, ks: Sequence[str | int] = ("10", "30", "5%")
     return rows
 
 
+def training_spread(runs: Mapping, reference: str = "whole", ks: Sequence[str | int] = ("10", "30", "5%")) -> list[dict]:
+    """Each training of a proxy scored on its own against the reference (the mean of the
+    reference's trainings): for every run other than the reference trained with ``train.repeats``
+    >= 2, its top-k and all-architecture Spearman per training seed and their range (max - min).
+
+    The range is the proxy's own seed-to-seed spread in the units of the proxy table: how far its
+    Spearman moves when only the training seed changes (the proxy set itself is one build). A gap
+    between two proxies smaller than it is not a difference the grid can tell (:func:`margins`)."""
+    ref = runs[reference].finished
+    rows = []
+    for label, run in runs.items():
+        if label == reference:
+            continue
+        lists = {a: r.accuracies for a, r in run.records.items() if r.status == "finished" and a in ref}
+        n = min((len(acc) for acc in lists.values()), default=0)
+        if n < 2 or len(lists) < 2:
+            continue
+        per = [score_proxy({a: acc[i] for a, acc in lists.items()}, ref, ks) for i in range(n)]
+        top = {k: [p["spearman_top"][k] for p in per] for k in per[0]["spearman_top"]}
+        every = [p["spearman_all"] for p in per]
+        rows.append({"proxy": label, "kind": getattr(getattr(run, "proxy", None), "kind", label), "trainings": n,
+                     "n": per[0]["n"], "top_k": per[0]["top_k"], "spearman_top": top, "spearman_all": every,
+                     "range_top": {k: _range(v) for k, v in top.items()}, "range_all": _range(every)})
+    return rows
+
+
+def _range(values: Sequence[float]) -> float:
+    return float("nan") if any(math.isnan(v) for v in values) else float(max(values) - min(values))
+
+
+def margins(scores: list[dict], spread: list[dict], candidates: Sequence[str] | None = None,
+            baselines: Sequence[str] | None = None) -> list[dict]:
+    """Every candidate proxy against every baseline: the gap in top-k and all-architecture Spearman
+    (candidate minus baseline, from the proxy table's means) and the larger of the two proxies'
+    seed-to-seed ranges (:func:`training_spread`); ``beyond`` says whether the gap exceeds it.
+
+    By default the candidates are the condensed proxies (a matching method: DC, DSA, DM, MTT,
+    SelMatch) and the baselines the selection ones (random, herding, k-center, forgetting), by
+    each run's kind; ``within`` is how far the candidate's best-by-proxy architecture falls below
+    the best whole-set accuracy (points of accuracy, as a fraction)."""
+    from dc_plugins.config import MATCHING_METHODS, SELECTION_METHODS
+
+    by_label = {r["proxy"]: r for r in scores}
+    ranges = {r["proxy"]: r for r in spread}
+    kinds = {r["proxy"]: r["kind"] for r in spread}
+    cands = [c for c in (candidates if candidates is not None else
+                         [p for p in by_label if kinds.get(p, p) in MATCHING_METHODS]) if c in by_label]
+    bases = [b for b in (baselines if baselines is not None else
+                         [p for p in by_label if kinds.get(p, p) in SELECTION_METHODS]) if b in by_label]
+    rows = []
+    for c in cands:
+        for b in bases:
+            row = {"candidate": c, "baseline": b, "gap_top": {}, "spread_top": {}, "beyond_top": {},
+                   "within": by_label[c]["best_reference_accuracy"] - by_label[c]["best_arch_reference_accuracy"]}
+            for k in by_label[c]["spearman_top"]:
+                gap = by_label[c]["spearman_top"][k] - by_label[b]["spearman_top"][k]
+                sp = _larger(ranges, (c, b), lambda r, k=k: r["range_top"].get(k, float("nan")))
+                row["gap_top"][k], row["spread_top"][k], row["beyond_top"][k] = gap, sp, _beyond(gap, sp)
+            gap = by_label[c]["spearman_all"] - by_label[b]["spearman_all"]
+            sp = _larger(ranges, (c, b), lambda r: r["range_all"])
+            row.update(gap_all=gap, spread_all=sp, beyond_all=_beyond(gap, sp))
+            rows.append(row)
+    return rows
+
+
+def _larger(ranges: Mapping, labels: Sequence[str], get) -> float:
+    values = [get(ranges[x]) for x in labels if x in ranges]
+    if len(values) < len(labels) or any(math.isnan(v) for v in values):
+        return float("nan")   # a proxy trained once (or a constant ranking) has no measured spread
+    return float(max(values))
+
+
+def _beyond(gap: float, spread: float) -> bool | None:
+    return None if math.isnan(gap) or math.isnan(spread) else bool(gap > spread)
+
+
+def format_training_spread(rows: list[dict]) -> str:
+    """Markdown table of :func:`training_spread` rows under its heading ("" when there are none)."""
+    if not rows:
+        return ""
+    ks = list(rows[0]["spearman_top"])
+    heads = [f"top-{k} (k={rows[0]['top_k'][k]})" for k in ks] + [f"all (n={rows[0]['n']})"]
+    lines = ["Each training against the reference (Spearman per training seed; range = max - min):", "",
+             "| proxy | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
+    for r in rows:
+        cells = [_per_training_cell(r["spearman_top"][k], r["range_top"][k]) for k in ks]
+        cells.append(_per_training_cell(r["spearman_all"], r["range_all"]))
+        lines.append("| " + " | ".join([r["proxy"], *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _per_training_cell(values: Sequence[float], spread: float) -> str:
+    return " / ".join(_fmt(v) for v in values) + f" (range {_fmt(spread)})"
+
+
+def format_margins(rows: list[dict]) -> str:
+    """Markdown table of :func:`margins` rows under its heading ("" when there are none)."""
+    if not rows:
+        return ""
+    ks = list(rows[0]["gap_top"])
+    lines = ["Condensed proxies against the selection baselines (Spearman gap, candidate minus baseline; "
+             "spread: the larger seed-to-seed range of the two):", "",
+             "| candidate | baseline | " + " | ".join(f"top-{k}: gap (spread)" for k in ks)
+             + " | all: gap (spread) | best-by-proxy below the best (points) |",
+             "|" + "---|" * (len(ks) + 4)]
+    for r in rows:
+        cells = [_margin_cell(r["gap_top"][k], r["spread_top"][k], r["beyond_top"][k]) for k in ks]
+        cells.append(_margin_cell(r["gap_all"], r["spread_all"], r["beyond_all"]))
+        lines.append("| " + " | ".join([r["candidate"], r["baseline"], *cells, _fmt(100 * r["within"], 1)]) + " |")
+    lines += ["", "**beyond**: the gap is larger than the spread."]
+    return "\n".join(lines)
+
+
+def _margin_cell(gap: float, spread: float, beyond: bool | None) -> str:
+    text = f"{gap:+.2f} ({_fmt(spread)})" if not math.isnan(gap) else "n/a"
+    return text + (" **beyond**" if beyond else "")
+
+
 def format_agreement(rows: list[dict]) -> str:
     """Markdown table of :func:`repeat_agreement` rows under its heading ("" when there are none)."""
     if not rows:
@@ -245,10 +364,13 @@ def format_choices(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_report(scores: list[dict], agreement: list[dict], choices: Sequence[dict] = ()) -> str:
-    """The proxy table, then the seed-to-seed table and the top-k design choices when there are
-    any (``scores.md``'s text)."""
-    parts = [format_table(scores), format_agreement(agreement), format_choices(list(choices))]
+def format_report(scores: list[dict], agreement: list[dict], choices: Sequence[dict] = (),
+                  spread: Sequence[dict] = (), margin_rows: Sequence[dict] = ()) -> str:
+    """The proxy table, then the seed-to-seed tables (agreement, each training against the
+    reference, the condensed-vs-selection margins) and the top-k design choices when there are any
+    (``scores.md``'s text)."""
+    parts = [format_table(scores), format_agreement(agreement), format_training_spread(list(spread)),
+             format_margins(list(margin_rows)), format_choices(list(choices))]
     return "\n\n".join(p for p in parts if p)
 
 

@@ -76,14 +76,18 @@ def test_the_file_is_small_versioned_and_scores_like_the_run(finished_run, capsy
     # The same scores from the file alone, cost columns and seed-to-seed table included.
     again = score_results(results_from_file(path), "whole", cfg.score.top_k)
     assert _same_scores(again.scores, results.scores) and _same(again.agreement, results.agreement)
-    assert _same(again.choices, results.choices)
+    assert _same(again.choices, results.choices) and _same(again.spread, results.spread)
+    assert [r["proxy"] for r in results.spread] == ["random", "early-stopping"]   # each trained twice
+    assert results.spread[0]["trainings"] == 2 and len(results.spread[0]["spearman_all"]) == 2
+    assert results.margins == []                  # no condensed proxy in this grid
     assert results.scores[1]["compute_minutes"] > 0 and results.scores[1]["early_stopping_equal_compute"]
     capsys.readouterr()
     assert main(["score", str(path), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert _same_scores(printed["scores"], results.scores)
     assert main(["score", str(path)]) == 0
-    assert "early stopping at equal compute" in capsys.readouterr().out
+    assert "early stopping at equal compute" in (text := capsys.readouterr().out)
+    assert "Each training against the reference" in text
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.json"]  # scoring a file writes nothing
 
 

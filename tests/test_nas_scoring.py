@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from nas.scoring import (format_agreement, format_choices, format_report, format_table, parse_k, repeat_agreement,
-                         score_proxy, spearman, top_k, top_k_choices)
+from nas.scoring import (format_agreement, format_choices, format_margins, format_report, format_table,
+                         format_training_spread, margins, parse_k, repeat_agreement, score_proxy, score_runs, spearman,
+                         top_k, top_k_choices, training_spread)
 
 
 def test_identical_ranking_is_one_and_reversed_is_minus_one():
@@ -199,3 +200,55 @@ def test_the_table_says_how_far_the_reference_top_spreads():
     assert row["reference_spread"] == pytest.approx({"2": 0.05, "3": 0.3})
     assert "Reference spread (best minus k-th whole-set accuracy): top-2 5.0 points, top-3 30.0 points." \
         in format_table([row])
+
+
+def _proxy_run(kind: str, accuracies: dict[str, list[float]]):
+    """A run whose trials have per-training accuracies (and one second of training each)."""
+    run = _timed_run(kind, 0.0, {a: (sum(acc) / len(acc), 1.0, 0.0, 100, 1) for a, acc in accuracies.items()})
+    for a, acc in accuracies.items():
+        run.records[a].accuracies = acc
+    return run
+
+
+def test_each_training_is_scored_against_the_reference_and_its_range_is_the_spread():
+    whole = _proxy_run("whole", {"a": [0.9, 0.9], "b": [0.8, 0.8], "c": [0.5, 0.5], "d": [0.2, 0.2]})
+    # Training 0 ranks like the reference; training 1 swaps the two best: top-2 +1 then -1.
+    dm = _proxy_run("dm", {"a": [0.6, 0.5], "b": [0.5, 0.6], "c": [0.3, 0.3], "d": [0.1, 0.1]})
+    once = _proxy_run("random", {"a": [0.6], "b": [0.5], "c": [0.3], "d": [0.1]})
+    rows = training_spread({"whole": whole, "dm": dm, "random": once}, "whole", ["2"])
+    assert [r["proxy"] for r in rows] == ["dm"]          # the reference and a proxy trained once: no row
+    row = rows[0]
+    assert row["trainings"] == 2 and row["kind"] == "dm"
+    assert row["spearman_top"]["2"] == pytest.approx([1.0, -1.0]) and row["range_top"]["2"] == pytest.approx(2.0)
+    assert row["spearman_all"] == pytest.approx([1.0, 0.8]) and row["range_all"] == pytest.approx(0.2)
+    text = format_training_spread(rows)
+    assert "| dm | 1.00 / -1.00 (range 2.00) | 1.00 / 0.80 (range 0.20) |" in text
+    assert format_training_spread([]) == ""
+
+
+def test_margins_compare_condensed_to_selection_proxies_against_their_spread():
+    ref = {"a": 0.9, "b": 0.8, "c": 0.5, "d": 0.2, "e": 0.1}
+    whole = _proxy_run("whole", {a: [v, v] for a, v in ref.items()})
+    # dm ranks the reference's order with both seeds (range 0); random is reversed in the top
+    # with a small seed spread; herding has one training (no measured spread).
+    dm = _proxy_run("dm", {"a": [0.6, 0.61], "b": [0.5, 0.52], "c": [0.3, 0.31], "d": [0.2, 0.21], "e": [0.1, 0.1]})
+    rnd = _proxy_run("random", {"a": [0.4, 0.4], "b": [0.5, 0.5], "c": [0.6, 0.6], "d": [0.2, 0.3], "e": [0.3, 0.2]})
+    herd = _proxy_run("herding", {"a": [0.6], "b": [0.5], "c": [0.3], "d": [0.4], "e": [0.1]})
+    runs = {"whole": whole, "dm": dm, "random": rnd, "herding": herd}
+    scores = score_runs(runs, "whole", ["3"])
+    spread = training_spread(runs, "whole", ["3"])
+    rows = margins(scores, spread)
+    assert [(r["candidate"], r["baseline"]) for r in rows] == [("dm", "random"), ("dm", "herding")]
+    vs_random, vs_herding = rows
+    assert vs_random["gap_top"]["3"] == pytest.approx(2.0)        # +1 against -1
+    assert vs_random["spread_top"]["3"] == pytest.approx(0.0) and vs_random["beyond_top"]["3"] is True
+    assert vs_herding["beyond_top"]["3"] is None                  # herding trained once: no spread to beat
+    assert vs_random["within"] == pytest.approx(0.0)              # dm's first choice is the best
+    text = format_margins(rows)
+    assert "| dm | random | +2.00 (0.00) **beyond** |" in text
+    assert "| dm | herding | +0.00 (n/a) |" in text
+    # explicit labels; unknown ones are left out
+    assert [r["baseline"] for r in margins(scores, spread, candidates=["dm"], baselines=["herding", "nope"])] \
+        == ["herding"]
+    report = format_report(scores, [], (), spread, rows)
+    assert "Each training against the reference" in report and "Condensed proxies against" in report
