@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dc-nas: error: {err}", file=sys.stderr)
         return 2
     for label, run in results.runs.items():
-        print(f"{label}: {len(run.finished)} finished, {len(run.failed)} failed, {len(run.skipped)} resumed "
+        partial = f", {len(run.partial)} between repeats" if run.partial else ""
+        print(f"{label}: {len(run.finished)} finished, {len(run.failed)} failed{partial}, {len(run.skipped)} resumed "
               f"({run.train_seconds / 60:.1f} min training)")
         for arch in run.failed:
             print(f"  failed {arch}: {(run.records[arch].error or '').splitlines()[0]}")

@@ -82,7 +82,13 @@ class ProxyRun:
 
     @property
     def failed(self) -> list[str]:
-        return [a for a, r in self.records.items() if r.status != "finished"]
+        return [a for a, r in self.records.items() if r.status not in ("finished", "partial")]
+
+    @property
+    def partial(self) -> list[str]:
+        """Architectures stopped between their ``train.repeats`` (a run exported mid-trial): not
+        failures, not results either; a continued run trains only their missing seeds."""
+        return [a for a, r in self.records.items() if r.status == "partial"]
 
     @property
     def train_seconds(self) -> float:

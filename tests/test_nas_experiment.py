@@ -334,3 +334,16 @@ def test_the_cifar10_jpeg_reduced_config_names_a_known_dataset():
     if "imagefolder" not in getattr(data, "FOLDER_DATASETS", ()):
         pytest.skip("this branch's dc_plugins.data has no 'imagefolder' datasets yet (the loader is on another branch)")
     assert data.is_folder_dataset(cfg.data.dataset) and cfg.data.root.endswith("cifar10-jpeg")
+
+
+def test_a_trial_stopped_between_its_repeats_is_partial_not_failed():
+    from types import SimpleNamespace
+
+    from nas.evaluator import TrialRecord
+    from nas.experiment import ProxyRun
+
+    recs = {"a": TrialRecord("a", "whole", "k", "finished", 0.5, [0.5, 0.5]),
+            "b": TrialRecord("b", "whole", "k", "partial", 0.4, [0.4]),
+            "c": TrialRecord("c", "whole", "k", "failed", error="boom")}
+    run = ProxyRun(SimpleNamespace(), recs)
+    assert list(run.finished) == ["a"] and run.partial == ["b"] and run.failed == ["c"]
