@@ -70,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         from nni.runtime.log import silence_stdout
 
         from nas.experiment import run_nas
-        from nas.scoring import format_report
 
         silence_stdout()  # NNI's own log stays in <out>/nni/<experiment>/log/experiment.log
         print(f"config: {path}{' (tiny)' if args.tiny else ''} -> {cfg.out}")
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label}: {len(run.finished)} finished, {len(run.failed)} failed, "
               f"{run.train_seconds / 60:.1f} min training, {run.proxy.build_seconds / 60:.1f} min building")
     print()
-    print(format_report(results.scores, results.agreement))
+    print(results.report())
     print()
     print(PAPER)
     return 0
