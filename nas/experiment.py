@@ -117,11 +117,12 @@ class NasResults:
     commit: str = "unknown"                              # code commit of the run (git HEAD), or "unknown"
     spread: list[dict] = field(default_factory=list)     # each training of a proxy against the reference
     margins: list[dict] = field(default_factory=list)    # condensed proxies against the selection ones
+    shifts: list[dict] = field(default_factory=list)     # each proxy's rank shift by design choice
 
     def report(self) -> str:
         """The Markdown report of the scores (``scores.md``, what ``dc-nas score`` prints)."""
         from .scoring import format_report
-        return format_report(self.scores, self.agreement, self.choices, self.spread, self.margins)
+        return format_report(self.scores, self.agreement, self.choices, self.spread, self.margins, self.shifts)
 
 
 def select_archs(config: NasConfig) -> list[str]:
@@ -473,9 +474,9 @@ def _imported_proxy(out: Path, entry: str, provider: ProxyProvider, config: NasC
 
 def score_results(results: NasResults, reference: str, ks) -> NasResults:
     """Fill ``results.scores`` (each proxy against ``reference``), ``results.agreement``,
-    ``results.spread`` and ``results.margins`` (the seed-to-seed tables) and ``results.choices``
-    (at the largest of ``ks``)."""
-    from .scoring import margins, repeat_agreement, score_runs, top_k_choices, training_spread
+    ``results.spread`` and ``results.margins`` (the seed-to-seed tables), ``results.choices``
+    (at the largest of ``ks``) and ``results.shifts`` (each proxy's rank shift by design choice)."""
+    from .scoring import margins, rank_shifts, repeat_agreement, score_runs, top_k_choices, training_spread
 
     results.scores = score_runs(results.runs, reference, ks)
     results.agreement = repeat_agreement(results.runs, ks)
@@ -483,6 +484,7 @@ def score_results(results: NasResults, reference: str, ks) -> NasResults:
     results.margins = margins(results.scores, results.spread)
     ref_row = next(r for r in results.scores if r["proxy"] == reference)
     results.choices = top_k_choices(results.runs, max(ref_row["top_k"].values()))
+    results.shifts = rank_shifts(results.runs, reference)
     return results
 
 
@@ -503,7 +505,7 @@ def write_results(results: NasResults) -> None:
                "proxies": {label: {**run.summary(), "trials": [r.to_dict() for r in run.records.values()]}
                            for label, run in results.runs.items()},
                "scores": results.scores, "agreement": results.agreement, "choices": results.choices,
-               "spread": results.spread, "margins": results.margins,
+               "spread": results.spread, "margins": results.margins, "shifts": results.shifts,
                "commit": results.commit}
     write_json(out / "results.json", payload)
     with atomic_path(out / "results.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -542,4 +544,4 @@ def load_results(out: str | Path) -> NasResults:
         runs[label] = ProxyRun(proxy, records, experiment_id=d.get("experiment_id"), wall_seconds=d["wall_seconds"])
     return NasResults(payload["config"], payload["data"], payload["archs"], runs, payload.get("scores", []), str(out),
                       payload.get("agreement", []), payload.get("choices", []), payload.get("commit", "unknown"),
-                      payload.get("spread", []), payload.get("margins", []))
+                      payload.get("spread", []), payload.get("margins", []), payload.get("shifts", []))

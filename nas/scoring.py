@@ -16,6 +16,7 @@ would cost the same (:func:`equal_compute_early_stopping`).
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -27,7 +28,8 @@ from dc_plugins.io import atomic_path
 __all__ = ["spearman", "parse_k", "check_top_k", "top_k", "score_proxy", "score_runs", "format_table",
            "repeat_agreement", "format_agreement", "top_k_choices", "format_choices", "format_report",
            "scatter_plot", "proxy_compute", "equal_compute_early_stopping", "training_spread",
-           "format_training_spread", "margins", "format_margins", "SCORE_FIELDS"]
+           "format_training_spread", "margins", "format_margins", "rank_shifts", "format_rank_shifts",
+           "SCORE_FIELDS"]
 
 SCORE_FIELDS = ("proxy", "n", "spearman_all", "spearman_top", "top_k", "best_arch_by_proxy",
                 "best_arch_reference_accuracy", "best_reference_accuracy", "best_arch_proxy_accuracy",
@@ -364,13 +366,59 @@ def format_choices(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def rank_shifts(runs: Mapping, reference: str = "whole") -> list[dict]:
+    """Which design choices each proxy misranks: for every run but ``reference``, over the
+    architectures both finished, the mean of (rank by the proxy - rank by the reference) over the
+    architectures taking each value of each design choice (rank 1 = best; ties share their mean
+    rank). Positive: the proxy ranks those architectures lower than the reference does (e.g. +10
+    for batch norm: ten places further down on average). The shifts of one choice sum to zero when
+    weighted by the counts, so a large shift of one value is a bias against or for it, not noise
+    common to all architectures."""
+    from scipy.stats import rankdata
+
+    from .space import DIMENSIONS, choice_values, parse_arch
+
+    if reference not in runs:
+        raise KeyError(f"reference run {reference!r} not among {sorted(runs)}")
+    ref = runs[reference].finished
+    rows = []
+    for label, run in runs.items():
+        if label == reference:
+            continue
+        archs = sorted(a for a in run.finished if a in ref)
+        if len(archs) < 2:
+            continue
+        shift = dict(zip(archs, rankdata([-run.finished[a] for a in archs]) - rankdata([-ref[a] for a in archs])))
+        specs = {a: parse_arch(a) for a in archs}
+        values = choice_values(archs)
+        rows.append({"proxy": label, "n": len(archs),
+                     "shifts": {d: {str(v): float(statistics.fmean(shift[a] for a in archs if specs[a][d] == v))
+                                    for v in values[d]} for d in DIMENSIONS}})
+    return rows
+
+
+def format_rank_shifts(rows: list[dict]) -> str:
+    """Markdown table of :func:`rank_shifts` rows under its heading ("" when there are none)."""
+    if not rows:
+        return ""
+    dims = list(rows[0]["shifts"])
+    lines = ["Rank shift by design choice (mean rank by the proxy minus rank by the reference; positive: "
+             "ranked lower than the reference ranks it):", "",
+             "| proxy | " + " | ".join(dims) + " |", "|" + "---|" * (len(dims) + 1)]
+    for r in rows:
+        cells = [" · ".join(f"{v} {s:+.1f}" for v, s in r["shifts"][d].items()) for d in dims]
+        lines.append("| " + " | ".join([r["proxy"] + (f" (n={r['n']})" if r["n"] != rows[0]["n"] else ""), *cells])
+                     + " |")
+    return "\n".join(lines)
+
+
 def format_report(scores: list[dict], agreement: list[dict], choices: Sequence[dict] = (),
-                  spread: Sequence[dict] = (), margin_rows: Sequence[dict] = ()) -> str:
+                  spread: Sequence[dict] = (), margin_rows: Sequence[dict] = (), shifts: Sequence[dict] = ()) -> str:
     """The proxy table, then the seed-to-seed tables (agreement, each training against the
-    reference, the condensed-vs-selection margins) and the top-k design choices when there are any
-    (``scores.md``'s text)."""
+    reference, the condensed-vs-selection margins), the top-k design choices and the rank shift by
+    design choice when there are any (``scores.md``'s text)."""
     parts = [format_table(scores), format_agreement(agreement), format_training_spread(list(spread)),
-             format_margins(list(margin_rows)), format_choices(list(choices))]
+             format_margins(list(margin_rows)), format_choices(list(choices)), format_rank_shifts(list(shifts))]
     return "\n\n".join(p for p in parts if p)
 
 

@@ -77,6 +77,7 @@ def test_the_file_is_small_versioned_and_scores_like_the_run(finished_run, capsy
     again = score_results(results_from_file(path), "whole", cfg.score.top_k)
     assert _same_scores(again.scores, results.scores) and _same(again.agreement, results.agreement)
     assert _same(again.choices, results.choices) and _same(again.spread, results.spread)
+    assert _same(again.shifts, results.shifts) and [r["proxy"] for r in results.shifts] == ["random", "early-stopping"]
     assert [r["proxy"] for r in results.spread] == ["random", "early-stopping"]   # each trained twice
     assert results.spread[0]["trainings"] == 2 and len(results.spread[0]["spearman_all"]) == 2
     assert results.margins == []                  # no condensed proxy in this grid

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from nas.scoring import (format_agreement, format_choices, format_margins, format_report, format_table,
-                         format_training_spread, margins, parse_k, repeat_agreement, score_proxy, score_runs, spearman,
-                         top_k, top_k_choices, training_spread)
+from nas.scoring import (format_agreement, format_choices, format_margins, format_rank_shifts, format_report,
+                         format_table, format_training_spread, margins, parse_k, rank_shifts, repeat_agreement,
+                         score_proxy, score_runs, spearman, top_k, top_k_choices, training_spread)
 
 
 def test_identical_ranking_is_one_and_reversed_is_minus_one():
@@ -145,6 +145,27 @@ def test_top_k_choices_count_the_design_choices_of_each_runs_own_top():
     assert "| dc | 32 1 · 64 1 | 1 1 · 2 1 · 3 0 | none 1 · batch 0 · group 1 | relu 2 | none 0 · max 2 · avg 0 |" in text
     assert format_choices([]) == ""
     assert format_report([], [], rows) == text
+
+
+def test_rank_shifts_say_which_design_choice_a_proxy_ranks_lower():
+    archs = ["w32-d1-batch-relu-max", "w32-d1-none-relu-max", "w64-d2-batch-relu-max", "w64-d2-none-relu-max"]
+    # Reference ranks: 1, 3, 2, 4 (batch first); the proxy puts both batch-norm nets last: 3, 1, 4, 2.
+    whole = SimpleNamespace(finished=dict(zip(archs, [0.9, 0.7, 0.8, 0.6])))
+    proxy = SimpleNamespace(finished=dict(zip(archs, [0.7, 0.9, 0.6, 0.8])))
+    agree = SimpleNamespace(finished=dict(whole.finished))
+    partial = SimpleNamespace(finished={archs[0]: 0.5})            # one architecture: nothing to rank
+    rows = rank_shifts({"whole": whole, "dc": proxy, "random": agree, "mtt": partial}, "whole")
+    assert [r["proxy"] for r in rows] == ["dc", "random"] and rows[0]["n"] == 4
+    assert rows[0]["shifts"]["norm"] == {"none": pytest.approx(-2.0), "batch": pytest.approx(2.0)}
+    assert rows[0]["shifts"]["width"] == {"32": pytest.approx(0.0), "64": pytest.approx(0.0)}
+    assert all(v == 0 for d in rows[1]["shifts"].values() for v in d.values())
+    text = format_rank_shifts(rows)
+    assert text.startswith("Rank shift by design choice")
+    assert "| dc | 32 +0.0 · 64 +0.0 | 1 +0.0 · 2 +0.0 | none -2.0 · batch +2.0 | relu +0.0 | max +0.0 |" in text
+    assert format_rank_shifts([]) == ""
+    assert format_report([], [], shifts=rows) == text
+    with pytest.raises(KeyError, match="reference run 'nope'"):
+        rank_shifts({"whole": whole}, "nope")
 
 
 def _timed_run(kind: str, build_seconds: float, trials: dict, num_images: int = 100, build_device: str = "cpu"):
