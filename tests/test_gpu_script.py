@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "benchmarks" / "gpu"
 
 
-@pytest.mark.parametrize("script", ["run_all.sh", "pack_data.sh", "check_imports.sh"])
+@pytest.mark.parametrize("script", ["run_all.sh", "pack_data.sh", "check_imports.sh", "pack_nas_site.sh"])
 def test_shell_scripts_parse(script):
     if shutil.which("bash") is None:
         pytest.skip("no bash")
@@ -55,3 +55,25 @@ def test_envcheck_lists_packages_and_writes_the_missing_file(tmp_path):
     assert all(v == "ok" for v in info["stage_imports"].values()), info["stage_imports"]
     missing = (tmp_path / "missing.txt").read_text().split()
     assert "torch" not in missing and missing == info["missing"]
+
+
+def test_import_check_blocks_except_from_the_carried_folder(tmp_path):
+    """The smoke run's shim: a blocked package imports only from a GPU_CHECK_ALLOW folder (stage
+    nas's unpacked site), is logged as name@carried there, and fails from anywhere else."""
+    carried, elsewhere = tmp_path / "carried", tmp_path / "elsewhere"
+    for folder, name in ((carried, "pkg_a"), (elsewhere, "pkg_b")):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "__init__.py").write_text("")
+        (folder / name / "sub.py").write_text("VALUE = 1\n")
+    log = tmp_path / "imports.tsv"
+    env = {**os.environ, "GPU_CHECK_BLOCK": "pkg_a,pkg_b", "GPU_CHECK_ALLOW": str(carried),
+           "GPU_CHECK_IMPORT_LOG": str(log),
+           "PYTHONPATH": os.pathsep.join([str(GPU / "importcheck"), str(carried), str(elsewhere)])}
+    code = ("import pkg_a.sub\nassert pkg_a.sub.VALUE == 1\n"
+            "try:\n    import pkg_b.sub\nexcept ModuleNotFoundError as e:\n    print('refused:', e)\n"
+            "else:\n    raise SystemExit('pkg_b imported')\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: No module named 'pkg_b' (blocked" in proc.stdout
+    modules = log.read_text().split("\t")[-1].split()
+    assert "pkg_a@carried" in modules and "pkg_b" not in modules

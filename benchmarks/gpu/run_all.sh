@@ -16,6 +16,10 @@
 #   4   mtt_memory.py: N 10/20/40/80, exact vs unrolled (CUDA max allocated)
 #   2b  matching_speed.py at ipc 50 (what time is left, $MS50_ITERS timed iterations)
 #   5   mtt_cifar.py: MTT ipc 10 on CIFAR-10-JPEG, paper hyper-parameters, 2 experts, time-boxed
+#   nas dc-nas on the CIFAR-10-JPEG reduced NAS setting at the paper's proxy budget (100 epochs a
+#       proxy; issue 20 item 4), time-boxed, exported as a results file. Not in the default STAGES:
+#       it wants the whole budget (STAGES="1 nas"), and needs .gpu_data/nas-site-py312.tar.gz
+#       (bash benchmarks/gpu/pack_nas_site.sh: NNI and pydantic, which the image lacks)
 # Results go to a work tree laid out as benchmarks/results/ (…/<name>/cuda/…); after every stage
 # $OUT/results.tar.gz (that tree), $OUT/summary.json and flat copies of the main JSONs are
 # refreshed, and $OUT/log.txt grows as it runs: a run cut short keeps the stages it finished.
@@ -24,7 +28,8 @@
 # Environment: SMOKE (0/1), PYTHON (python3), OUT (required on the GPU), BUDGET_S (overall
 # deadline in s from the start: 520, smoke 400), STAGES ("1 t 2 3 4 2b 5"), GPU_DATA_DIR
 # (/tmp/data), MS_ITERS (2), MS50_ITERS (1), EVAL_EPOCHS (50), MTT_EXPERTS (2),
-# MTT_EXPERT_EPOCHS (21), T_1 T_t T_2 T_3 T_4 T_2b T_5 (per-stage caps in s: 90 60 250 150 80 120 600;
+# MTT_EXPERT_EPOCHS (21), NAS_PROXIES (whole,dm,dc,random,herding,dsa,mtt,early-stopping: the order
+# they run in; whole first, imported when it can be), NAS_EPOCHS (100), T_1 T_t T_2 T_3 T_4 T_2b T_5 T_nas (per-stage caps in s: 90 60 250 150 80 120 600 600;
 # a stage gets min(cap, time left), and is skipped below its minimum), KEEP_WORK (1: keep the
 # work tree in /tmp). Stage 1 is cheap (~20 s): keep it in STAGES, the others need its unpacking.
 set -u -o pipefail
@@ -47,6 +52,8 @@ MS50_ITERS=${MS50_ITERS:-1}
 EVAL_EPOCHS=${EVAL_EPOCHS:-50}
 MTT_EXPERTS=${MTT_EXPERTS:-2}
 MTT_EXPERT_EPOCHS=${MTT_EXPERT_EPOCHS:-21}
+NAS_PROXIES=${NAS_PROXIES:-whole,dm,dc,random,herding,dsa,mtt,early-stopping}
+NAS_EPOCHS=${NAS_EPOCHS:-100}
 RESERVE_S=15          # kept at the end for the last bundle
 command -v "$PY" >/dev/null || { echo "run_all.sh: no Python '$PY' (set PYTHON)" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -58,8 +65,8 @@ export PYTHONPATH=$ROOT PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/log.txt") 2>&1
 TEE_PID=$!
 
-declare -A CAP=([1]=${T_1:-90} [t]=${T_t:-60} [2]=${T_2:-250} [3]=${T_3:-150} [4]=${T_4:-80} [2b]=${T_2b:-120} [5]=${T_5:-600})
-declare -A MIN=([1]=10 [t]=20 [2]=30 [3]=30 [4]=20 [2b]=30 [5]=$([[ $SMOKE == 1 ]] && echo 20 || echo 120))
+declare -A CAP=([1]=${T_1:-90} [t]=${T_t:-60} [2]=${T_2:-250} [3]=${T_3:-150} [4]=${T_4:-80} [2b]=${T_2b:-120} [5]=${T_5:-600} [nas]=${T_nas:-600})
+declare -A MIN=([1]=10 [t]=20 [2]=30 [3]=30 [4]=20 [2b]=30 [5]=$([[ $SMOKE == 1 ]] && echo 20 || echo 120) [nas]=$([[ $SMOKE == 1 ]] && echo 30 || echo 120))
 
 log() { printf '[%4ds] %s\n' $(( $(date +%s) - START )) "$*"; }
 left() { echo $(( START + BUDGET_S - RESERVE_S - $(date +%s) )); }
@@ -93,7 +100,8 @@ PYEOF
     && cp "$t" "$OUT/results.tar.gz.part" && mv -f "$OUT/results.tar.gz.part" "$OUT/results.tar.gz"
   rm -f "$t"
   local f
-  for f in matching_speed/cuda/matching_speed.json eval_speed/cuda/eval_speed.json mtt_memory/cuda/results.json; do
+  for f in matching_speed/cuda/matching_speed.json eval_speed/cuda/eval_speed.json mtt_memory/cuda/results.json \
+           nas_cifar10_jpeg_reduced/cuda/results.json; do
     [[ -f $R/$f ]] && cp "$R/$f" "$OUT/$(echo "$f" | cut -d/ -f1).json"
   done
 }
@@ -227,8 +235,55 @@ stage_5() {  # its own budget: the stage's limit less a margin, so that it evalu
       --seconds "$secs" --eval-reserve 60 --out "$R/mtt_cifar10_jpeg_ipc10/cuda"
   fi
 }
-export -f stage_1 stage_t stage_2 stage_2b stage_3 stage_4 stage_5 matching_args has cifar_ok mnist_ok
-export SMOKE PY DATA WORK R MS_ITERS MS50_ITERS EVAL_EPOCHS MTT_EXPERTS MTT_EXPERT_EPOCHS
+stage_nas() {
+  # NNI and pydantic from the carried site folder (the image has torch, scipy, scikit-learn, pandas,
+  # pytorch-lightning; not these). The run folder lives in $WORK; only its results file comes back.
+  local tag site=$WORK/nas-site run=$WORK/nas-run res=$R/nas_cifar10_jpeg_reduced/cuda
+  tag=py$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+  if [[ -f .gpu_data/nas-site-$tag.tar.gz ]]; then
+    (cd .gpu_data && sha256sum -c --quiet "nas-site-$tag.tar.gz.sha256") || echo "WARNING: nas-site-$tag checksum differs"
+    mkdir -p "$site" && tar -xzf ".gpu_data/nas-site-$tag.tar.gz" -C "$site" && cat "$site/NAS_SITE_PACKAGES.txt"
+    export PYTHONPATH=$site:$PYTHONPATH GPU_CHECK_ALLOW=$site
+  else
+    echo "no .gpu_data/nas-site-$tag.tar.gz (bash benchmarks/gpu/pack_nas_site.sh ${tag#py3}: the Python here is $tag)"
+  fi
+  "$PY" -c 'import nni, pydantic; print("nni", nni.__version__, "pydantic", pydantic.VERSION)' || {
+    echo "stage nas: nni or pydantic cannot be imported; nothing to run"; return 3; }
+  mkdir -p "$res"
+  local common=(--config nas_cifar10_jpeg_reduced --root "$DATA/cifar10-jpeg" --no-progress)
+  local sets=(--set "train.epochs=$NAS_EPOCHS" --set "proxies=[$NAS_PROXIES]")
+  if [[ $SMOKE == 1 ]]; then  # 10 images per class (stage 1's smoke unpack): tiny sizes, only the glue
+    sets=(--set train.epochs=2 --set train.whole_epochs=1 --set "proxies=[random,dm,whole]" --set data.val_fraction=0.3
+          --set data.train_per_class=5 --set space.max_archs=3 --set space.cover_choices=false --set proxy.ipc=1
+          --set proxy.iterations.dm=2 --set "score.top_k=[2,3]")
+    common+=(--device cpu --threads 1)
+  else
+    common+=(--device cuda)
+  fi
+  # The reference (whole: 10 epochs on 5,000 images) from the committed CPU results: its trials
+  # do not depend on train.epochs or the device, and with every trial there it is neither built nor
+  # trained, so it goes first and is in the exported file whatever the deadline cuts. It imports
+  # only if this machine decodes the JPEGs to the same tensors (the proxy key hashes them); else
+  # it is trained here (first, by the default order), and the file is scored against that one.
+  "$PY" -m nas.cli import benchmarks/results/nas_cifar10_jpeg_reduced/results.json "$run" "${common[@]}" "${sets[@]}" \
+    --set "proxies=[whole]" || echo "stage nas: the CPU reference did not import (above: why); whole is trained here"
+  local secs=$(( STAGE_LIMIT - 25 ))   # kept for the export
+  echo "stage nas: dc-nas for ${secs}s at most: ${sets[*]}"
+  timeout -k 5 "$secs" "$PY" -m nas.cli run --out "$run" "${common[@]}" "${sets[@]}"
+  local rc=$?
+  (( rc == 124 || rc == 137 )) && echo "stage nas: time is up (rc $rc); exporting the trials that finished"
+  "$PY" -m nas.cli export "$run" "$res/results.json" || return 4
+  "$PY" - "$res/results.json" <<'PYEOF'
+import json, sys
+p = json.load(open(sys.argv[1]))
+for label, d in p["proxies"].items():
+    print(f"  {label}: {len(d['trials'])} trial records, build {d['build_seconds']:.0f} s on {d['build_device'] or '?'}")
+PYEOF
+  (( rc == 124 || rc == 137 )) && return 0   # a time-boxed run: what finished is the result
+  return $rc
+}
+export -f stage_1 stage_t stage_2 stage_2b stage_3 stage_4 stage_5 stage_nas matching_args has cifar_ok mnist_ok
+export SMOKE PY DATA WORK R MS_ITERS MS50_ITERS EVAL_EPOCHS MTT_EXPERTS MTT_EXPERT_EPOCHS NAS_PROXIES NAS_EPOCHS
 
 NOT_OK=""
 log "run_all.sh: mode $([[ $SMOKE == 1 ]] && echo "SMOKE (cpu, tiny sizes: not a measurement)" || echo GPU), stages '$STAGES', budget ${BUDGET_S}s, python $PY, data $DATA, work $WORK, out $OUT"
@@ -241,7 +296,8 @@ for st in $STAGES; do
     2|2b) run_stage "$st" bash -c "stage_$st" ;;
     3|4) if mnist_ok; then run_stage "$st" bash -c "stage_$st"; else skip_stage "$st" "no MNIST-10k under $DATA or no torchvision"; fi ;;
     5) if cifar_ok; then run_stage 5 bash -c stage_5; else skip_stage 5 "no CIFAR-10-JPEG under $DATA or no torchvision"; fi ;;
-    *) log "unknown stage '$st' (known: 1 t 2 3 4 2b 5)" ;;
+    nas) if cifar_ok; then run_stage nas bash -c stage_nas; else skip_stage nas "no CIFAR-10-JPEG under $DATA or no torchvision"; fi ;;
+    *) log "unknown stage '$st' (known: 1 t 2 3 4 2b 5 nas)" ;;
   esac
   if [[ $st == 1 ]] && ! has torch; then log "torch missing: nothing else can run"; break; fi
 done
