@@ -26,7 +26,6 @@ import argparse
 import fnmatch
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -37,20 +36,10 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "eval_speed"
 
 
 def machine() -> dict:
-    import torch
+    """The library's machine record; imported on call, so that importing this module stays torch-free."""
+    from dc_plugins.device import machine_info
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    return info
+    return machine_info()
 
 
 def matmul_gflops(device: str, n: int = 2048, reps: int = 10) -> float:

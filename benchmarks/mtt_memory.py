@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -99,21 +98,9 @@ def run_child(args, gradient: str, steps: int) -> dict:
 
 
 def machine() -> dict:
-    import torch
+    from dc_plugins.device import machine_info  # on call, as torch: the parent stays light
 
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = None
-    try:
-        mem = next(int(line.split()[1]) / 2**20 for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem, "torch": torch.__version__,
-            "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return machine_info()
 
 
 def main(argv=None) -> int:
@@ -200,7 +187,7 @@ def table(info: dict) -> str:
     m = info["machine"]
     lines += ["", f"{info['data']}; ipc {info['setup']['ipc']}, {info['setup']['net']}, synthetic minibatch "
                   f"{info['setup']['batch_syn']}, DSA; one iteration per subprocess; device {info['setup']['device']}; "
-                  f"{m['cpu']}, {m['cores']} cores, {m['memory_gb'] and round(m['memory_gb'], 1)} GB, torch {m['torch']}, "
+                  f"{m['cpu']}, {m.get('cpu_count', m.get('cores'))} cores, {m['memory_gb'] and round(m['memory_gb'], 1)} GB, torch {m['torch']}, "
                   f"{m['threads']} threads; total wall {info['wall_seconds']:.0f} s; load average during the runs "
                   f"{_loads(info)}.", ""]
     return "\n".join(lines)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -97,14 +96,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r}: {side} {(authors if side == 'authors' else ours)[-1]:.3f} s/it", flush=True)
     import torch
 
+    from dc_plugins.device import machine_info
+
     result = {"what": f"{args.method}: ours vs the authors' code, alternately, {case['what']}",
               "iterations_per_run": args.iterations, "rounds": args.rounds, "threads": args.threads,
               "ours_overrides": args.ours_set,
               "authors_seconds_per_iteration": authors, "ours_seconds_per_iteration": ours,
               "ours_cpu_seconds_per_iteration": ours_cpu,
               "speedup_median": statistics.median(a / o for a, o in zip(authors, ours)),
-              "torch": torch.__version__, "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-              "python": platform.python_version(),
+              "torch": torch.__version__, "machine": machine_info(),
               "command": "python benchmarks/side_by_side.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 from dc_plugins.augment import CropFlip
 from dc_plugins.config import EvalConfig
 from dc_plugins.data import load_dataset
-from dc_plugins.device import resolve_device, torch_threads
+from dc_plugins.device import machine_info, resolve_device, torch_threads
 from dc_plugins.evaluation import flips_allowed, network_generators
 from dc_plugins.fingerprint import check_fingerprint, config_hash, data_fingerprint
 from dc_plugins.io import atomic_path, load_torch_file, write_json
@@ -98,8 +97,7 @@ def run(args: argparse.Namespace, device: torch.device) -> int:
         accs = torch.tensor(result["accuracies"], dtype=torch.float64)
         result.update(accuracy_mean=float(accs.mean()), accuracy_std=float(accs.std(unbiased=False)),
                       threads=torch.get_num_threads(), torch=torch.__version__, device=str(device),
-                      machine=f"{platform.machine()} {torch.get_num_threads()} threads",
-                      python=platform.python_version())
+                      machine=machine_info())
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, result)
         print(f"network {k}: {100 * acc:.2f} % ({seconds:.0f} s)", flush=True)

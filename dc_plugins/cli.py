@@ -18,7 +18,7 @@ import torch
 from .config import (METHODS, matching_fingerprint, PRESETS, TRAJECTORY_METHODS, RunConfig, apply_overrides, load_yaml, nest,
                      parse_assignment, resolve, trajectory_fingerprint)
 from .data import DATASETS, FOLDER_DATASETS, is_folder_dataset, load_dataset
-from .device import resolve_device, tune_malloc
+from .device import machine_info, resolve_device, tune_malloc
 from .fingerprint import config_hash, data_fingerprint
 from .io import write_json
 
@@ -144,7 +144,7 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
               "condense_seconds": seconds, "seconds_per_iteration": seconds / ran if ran else None,
               # CPU time of all threads: a contention-proof cost measure next to the wall clock
               "cpu_seconds_per_iteration": cpu_seconds / ran if ran else None,
-              "threads": torch.get_num_threads(),
+              "threads": torch.get_num_threads(), "machine": machine_info(),
               "experts_seconds": experts_seconds,
               # DC/DSA: the loops used and the matching steps / inner epochs executed (all runs)
               "loops": syn.config.get("loops"),

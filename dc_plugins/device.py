@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import platform
 import sys
 from collections.abc import Iterator
 
 import torch
 
-__all__ = ["resolve_device", "torch_threads", "tune_malloc"]
+__all__ = ["machine_info", "resolve_device", "torch_threads", "tune_malloc"]
 
 # glibc's mallopt parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -71,3 +72,26 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    try:
+        with open(path) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), None)
+    except OSError:
+        return None
+
+
+def machine_info() -> dict:
+    """What a timing or an accuracy was measured on: CPU model, cores, memory, torch, threads, GPU.
+
+    Recorded in every result file because float results differ between CPU models (MKL picks
+    other kernels), and times only compare within one machine.
+    """
+    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
+    return {"cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "memory_gb": round(int(mem_kb.split()[0]) / 2**20, 1) if mem_kb else None,
+            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

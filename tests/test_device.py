@@ -48,3 +48,14 @@ def test_tune_malloc_is_opt_out_by_environment_and_refuses_bad_thresholds(monkey
     env["DC_PLUGINS_MALLOC"] = "default"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split()[0] == "False"
+
+
+def test_machine_info_names_cpu_torch_and_threads():
+    from dc_plugins.device import machine_info
+
+    info = machine_info()
+    assert info["torch"] == torch.__version__ and info["threads"] == torch.get_num_threads()
+    assert isinstance(info["cpu"], str) and info["cpu"] and info["cpu_count"] >= 1
+    assert info["memory_gb"] is None or info["memory_gb"] > 0
+    with torch_threads(1):
+        assert machine_info()["threads"] == 1

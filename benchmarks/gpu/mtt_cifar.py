@@ -28,7 +28,6 @@ step size. Writes ``OUT/progress.json`` after every chunk and ``OUT/result.json`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
