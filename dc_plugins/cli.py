@@ -148,6 +148,9 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
               "experts_seconds": experts_seconds,
               # DC/DSA: the loops used and the matching steps / inner epochs executed (all runs)
               "loops": syn.config.get("loops"),
+              # SelMatch: the window start chosen and each window's validation accuracy (not the indices)
+              "selmatch": ({k: v for k, v in syn.config["selmatch"].items() if k != "indices"}
+                           if "selmatch" in syn.config else None),
               "accuracy_mean": None, "accuracy_std": None, "accuracies": [],
               "config": cfg.to_dict(), "fingerprint": fingerprint, "config_hash": config_hash(fingerprint)}
     if cfg.eval.networks > 0:

@@ -380,3 +380,18 @@ def test_cli_builds_experts_alone_and_condenses_with_mtt(tmp_path, capsys):
     assert experts_main(flags + ["--method", "dm"]) == 2
     assert "not 'dm'" in capsys.readouterr().err
     assert os.path.isdir(tmp_path / "experts")
+
+
+def test_selmatch_result_json_records_the_window_search(tmp_path):
+    from dc_plugins.cli import main
+
+    flags = ["--dataset", "digits", "--preset", "cpu-quick", "--ipc", "2", "--net", "convnet-w8-d2",
+             "--out", str(tmp_path), "--no-progress", "--set", "trajectory.num_experts=1",
+             "--set", "trajectory.expert_train_epochs=3", "--set", "trajectory.max_start_epoch=2",
+             "--set", "trajectory.syn_steps=2", "--set", "trajectory.selmatch.score_epochs=1",
+             "--set", "trajectory.selmatch.window_epochs=2", "--set", "trajectory.selmatch.betas=[0.0,0.5]"]
+    assert main(["--method", "selmatch", "--iterations", "1", "--eval-networks", "0"] + flags) == 0
+    found = json.loads((tmp_path / "result.json").read_text())["selmatch"]
+    kept = SyntheticSet.load(tmp_path / "set.pt").config["selmatch"]
+    assert set(found) == {"beta", "window_accuracies"} and found["beta"] in (0.0, 0.5)
+    assert set(found["window_accuracies"]) == {"0.0", "0.5"} and found == {k: kept[k] for k in found}
