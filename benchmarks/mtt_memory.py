@@ -97,12 +97,6 @@ def run_child(args, gradient: str, steps: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict:
-    from dc_plugins.device import machine_info  # on call, as torch: the parent stays light
-
-    return machine_info()
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -141,14 +135,17 @@ def main(argv=None) -> int:
             results.append(r)
             if "error" not in r:
                 done.append(r)
+    from dc_plugins.device import machine_info  # here, not at import: the parent stays torch-free
+    from dc_plugins.io import atomic_path, write_json
+
     info = {"command": " ".join(sys.argv), "data": "MNIST-10k (shared/data: 8,000 train images of the MNIST test set)",
             "setup": {"ipc": args.ipc, "net": args.net, "batch_syn": args.batch_syn or "whole set", "dsa": True,
-                      "device": args.device}, "machine": machine(), "wall_seconds": time.perf_counter() - start,
+                      "device": args.device}, "machine": machine_info(), "wall_seconds": time.perf_counter() - start,
             "results": results, "skipped": skipped}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(info, indent=2) + "\n")
-    (out / "table.md").write_text(table(info))
+    write_json(out / "results.json", info)  # atomic: an interrupted run leaves the old file whole
+    with atomic_path(out / "table.md") as tmp:
+        tmp.write_text(table(info))
     print(table(info))
     return 0
 
