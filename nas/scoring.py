@@ -272,19 +272,23 @@ def _beyond(gap: float, spread: float) -> bool | None:
     return None if math.isnan(gap) or math.isnan(spread) else bool(gap > spread)
 
 
+def _markdown(title: str | None, head: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table (``title`` and a blank line above it when given)."""
+    lines = [title, ""] if title else []
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+
 def format_training_spread(rows: list[dict]) -> str:
     """Markdown table of :func:`training_spread` rows under its heading ("" when there are none)."""
     if not rows:
         return ""
     ks = list(rows[0]["spearman_top"])
     heads = [f"top-{k} (k={rows[0]['top_k'][k]})" for k in ks] + [f"all (n={rows[0]['n']})"]
-    lines = ["Each training against the reference (Spearman per training seed; range = max - min):", "",
-             "| proxy | " + " | ".join(heads) + " |", "|" + "---|" * (len(heads) + 1)]
-    for r in rows:
-        cells = [_per_training_cell(r["spearman_top"][k], r["range_top"][k]) for k in ks]
-        cells.append(_per_training_cell(r["spearman_all"], r["range_all"]))
-        lines.append("| " + " | ".join([r["proxy"], *cells]) + " |")
-    return "\n".join(lines)
+    body = [[r["proxy"], *(_per_training_cell(r["spearman_top"][k], r["range_top"][k]) for k in ks),
+             _per_training_cell(r["spearman_all"], r["range_all"])] for r in rows]
+    return "\n".join(_markdown("Each training against the reference (Spearman per training seed; range = max - min):",
+                                ["proxy", *heads], body))
 
 
 def _per_training_cell(values: Sequence[float], spread: float) -> str:
@@ -296,15 +300,13 @@ def format_margins(rows: list[dict]) -> str:
     if not rows:
         return ""
     ks = list(rows[0]["gap_top"])
-    lines = ["Condensed proxies against the selection baselines (Spearman gap, candidate minus baseline; "
-             "spread: the larger seed-to-seed range of the two):", "",
-             "| candidate | baseline | " + " | ".join(f"top-{k}: gap (spread)" for k in ks)
-             + " | all: gap (spread) | best-by-proxy below the best (points) |",
-             "|" + "---|" * (len(ks) + 4)]
-    for r in rows:
-        cells = [_margin_cell(r["gap_top"][k], r["spread_top"][k], r["beyond_top"][k]) for k in ks]
-        cells.append(_margin_cell(r["gap_all"], r["spread_all"], r["beyond_all"]))
-        lines.append("| " + " | ".join([r["candidate"], r["baseline"], *cells, _fmt(100 * r["within"], 1)]) + " |")
+    head = ["candidate", "baseline", *(f"top-{k}: gap (spread)" for k in ks), "all: gap (spread)",
+            "best-by-proxy below the best (points)"]
+    body = [[r["candidate"], r["baseline"],
+             *(_margin_cell(r["gap_top"][k], r["spread_top"][k], r["beyond_top"][k]) for k in ks),
+             _margin_cell(r["gap_all"], r["spread_all"], r["beyond_all"]), _fmt(100 * r["within"], 1)] for r in rows]
+    lines = _markdown("Condensed proxies against the selection baselines (Spearman gap, candidate minus baseline; "
+                      "spread: the larger seed-to-seed range of the two):", head, body)
     lines += ["", "**beyond**: the gap is larger than the spread."]
     return "\n".join(lines)
 
@@ -323,14 +325,12 @@ def format_agreement(rows: list[dict]) -> str:
     halves = any(r.get("half", 1) > 1 for r in rows)
     compared = "2nd vs 1st half of the trainings (means)" if halves else "2nd vs 1st training"
     head = ["run", f"{compared}: Spearman {first}", *rest, "mean abs. diff (points)"]
-    lines = ["Seed-to-seed agreement (train.repeats):", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for r in rows:
         half = r.get("half", 1)
         run = f"{r['proxy']} ({half} + {half} trainings)" if halves else r["proxy"]
-        cells = [run, *_spearman_cells(r, rows[0], ks), _fmt(100 * r["mean_abs_diff"], 1)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append([run, *_spearman_cells(r, rows[0], ks), _fmt(100 * r["mean_abs_diff"], 1)])
+    return "\n".join(_markdown("Seed-to-seed agreement (train.repeats):", head, body))
 
 
 def top_k_choices(runs: Mapping, k: int) -> list[dict]:
@@ -357,13 +357,10 @@ def format_choices(rows: list[dict]) -> str:
     if not rows:
         return ""
     dims = list(rows[0]["choices"])
-    lines = [f"Design choices in each run's own top {rows[0]['k']} (architectures per value):", "",
-             "| run | " + " | ".join(dims) + " |", "|" + "---|" * (len(dims) + 1)]
-    for r in rows:
-        cells = [" · ".join(f"{v} {n}" for v, n in r["choices"][d].items()) for d in dims]
-        run = r["proxy"] + (f" (top {r['k']})" if r["k"] != rows[0]["k"] else "")
-        lines.append("| " + " | ".join([run, *cells]) + " |")
-    return "\n".join(lines)
+    body = [[r["proxy"] + (f" (top {r['k']})" if r["k"] != rows[0]["k"] else ""),
+             *(" · ".join(f"{v} {n}" for v, n in r["choices"][d].items()) for d in dims)] for r in rows]
+    return "\n".join(_markdown(f"Design choices in each run's own top {rows[0]['k']} (architectures per value):",
+                                ["run", *dims], body))
 
 
 def rank_shifts(runs: Mapping, reference: str = "whole") -> list[dict]:
@@ -402,14 +399,10 @@ def format_rank_shifts(rows: list[dict]) -> str:
     if not rows:
         return ""
     dims = list(rows[0]["shifts"])
-    lines = ["Rank shift by design choice (mean rank by the proxy minus rank by the reference; positive: "
-             "ranked lower than the reference ranks it):", "",
-             "| proxy | " + " | ".join(dims) + " |", "|" + "---|" * (len(dims) + 1)]
-    for r in rows:
-        cells = [" · ".join(f"{v} {s:+.1f}" for v, s in r["shifts"][d].items()) for d in dims]
-        lines.append("| " + " | ".join([r["proxy"] + (f" (n={r['n']})" if r["n"] != rows[0]["n"] else ""), *cells])
-                     + " |")
-    return "\n".join(lines)
+    body = [[r["proxy"] + (f" (n={r['n']})" if r["n"] != rows[0]["n"] else ""),
+             *(" · ".join(f"{v} {s:+.1f}" for v, s in r["shifts"][d].items()) for d in dims)] for r in rows]
+    return "\n".join(_markdown("Rank shift by design choice (mean rank by the proxy minus rank by the reference; "
+                                "positive: ranked lower than the reference ranks it):", ["proxy", *dims], body))
 
 
 def format_report(scores: list[dict], agreement: list[dict], choices: Sequence[dict] = (),
@@ -449,14 +442,12 @@ def format_table(rows: list[dict]) -> str:
             + [f"Spearman {label}" for label in _spearman_heads(rows[0], ks)]
             + ["train (min)", "build (min)", "compute (min)", "of reference's", "early stopping at equal compute",
                "storage (images)", "failed"])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = ([r["proxy"], r["best_arch_by_proxy"], _fmt(100 * r["best_arch_reference_accuracy"], 1)]
-                 + _spearman_cells(r, rows[0], ks)
-                 + [_fmt(r["train_minutes"], 1), _fmt(r["build_minutes"], 1), _compute_cell(r),
-                    _percent(r.get("compute_fraction")), _equal_compute_cell(r.get("early_stopping_equal_compute")),
-                    f"{r['storage_images']:,}", str(r["failed"])])
-        lines.append("| " + " | ".join(cells) + " |")
+    body = [[r["proxy"], r["best_arch_by_proxy"], _fmt(100 * r["best_arch_reference_accuracy"], 1),
+             *_spearman_cells(r, rows[0], ks),
+             _fmt(r["train_minutes"], 1), _fmt(r["build_minutes"], 1), _compute_cell(r),
+             _percent(r.get("compute_fraction")), _equal_compute_cell(r.get("early_stopping_equal_compute")),
+             f"{r['storage_images']:,}", str(r["failed"])] for r in rows]
+    lines = _markdown(None, head, body)
     best = rows[0]["best_reference_accuracy"]
     lines.append("")
     lines.append(f"Best whole-set accuracy over the architectures: {100 * best:.1f} %.")
